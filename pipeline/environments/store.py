@@ -1,0 +1,105 @@
+"""Environment sets on disk: one tensor file per environment plus ``manifest.json``.
+
+Environments are generated once (``make-envs``) and every run loads the same files, checked
+against the sha256 in the manifest, so two runs can never silently see different data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import ConfigError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Environment:
+    """One environment: inputs ``x``, float labels ``y`` and optional extra tensors."""
+
+    name: str
+    role: str  # "train" or "test"
+    x: torch.Tensor
+    y: torch.Tensor
+    params: dict = field(default_factory=dict)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class EnvSet:
+    """A loaded environment set with its manifest (and the manifest file's sha256)."""
+
+    envs: list[Environment]
+    manifest: dict
+    manifest_sha256: str = ""
+    path: Path | None = None
+
+    @property
+    def train(self) -> list[Environment]:
+        return [e for e in self.envs if e.role == "train"]
+
+    @property
+    def test(self) -> list[Environment]:
+        return [e for e in self.envs if e.role == "test"]
+
+    @property
+    def pixel_scale(self) -> float | None:
+        return self.manifest.get("pixel_scale")
+
+    def inputs(self, env: Environment, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The environment's inputs as floats (uint8 images are divided by the pixel scale)."""
+        x = env.x.to(dtype)
+        return x / self.pixel_scale if self.pixel_scale else x
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_envset(envs: list[Environment], manifest: dict, out_dir: Path) -> Path:
+    """Write each environment and a manifest with sizes, parameters and file hashes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for env in envs:
+        file = out_dir / f"{env.name}.pt"
+        torch.save({"x": env.x.contiguous(), "y": env.y.contiguous(),
+                    **{k: v.contiguous() for k, v in env.extra.items()}}, file)
+        entries.append({"name": env.name, "role": env.role, "size": len(env),
+                        "params": env.params, "file": file.name, "sha256": sha256_file(file)})
+    manifest = {**manifest, "environments": entries}
+    path = out_dir / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_envset(path: Path | str) -> EnvSet:
+    """Load an environment set written by :func:`save_envset`, verifying every file's sha256."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise ConfigError(
+            f"no environments at {path} (missing {MANIFEST}); create them first with "
+            f"`python -m pipeline make-envs --dataset {path.name} --out {path}`")
+    manifest = json.loads(manifest_path.read_text())
+    envs = []
+    for entry in manifest["environments"]:
+        file = path / entry["file"]
+        if not file.exists() or sha256_file(file) != entry["sha256"]:
+            raise ConfigError(f"{file} is missing or differs from its sha256 in {manifest_path}; "
+                              "regenerate the environments with make-envs")
+        data = torch.load(file, weights_only=True)
+        x, y = data.pop("x"), data.pop("y")
+        envs.append(Environment(entry["name"], entry["role"], x, y, entry["params"], data))
+    return EnvSet(envs, manifest, sha256_file(manifest_path), path)

@@ -1,0 +1,212 @@
+"""Models, one plain ``nn.Module`` each, and their K-member stacked forms for batched seeds.
+
+A stacked model holds the weights of K independently initialised members (member k is built
+exactly as a single model with seed ``seeds[k]``) and evaluates all of them in one forward pass.
+Members never mix: the loss is a sum of per-member terms, and Adam is elementwise, so member k
+trains exactly as it would alone, up to the rounding of batched versus plain matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from pipeline.errors import ConfigError, lookup
+
+FORMULATIONS = ("auto", "bmm", "linear")
+
+
+class MLP(nn.Module):
+    """The MLP of IRM's ``main.py``: input -> H -> H -> 1, ReLU, Xavier-uniform, zero biases.
+
+    ``grayscale=True`` sums the two colour channels first (``--grayscale_model``), so the model
+    cannot see colour by construction.
+    """
+
+    def __init__(self, input_shape: Sequence[int], hidden_dim: int, grayscale: bool = False):
+        super().__init__()
+        self.input_shape, self.grayscale = tuple(input_shape), grayscale
+        in_features = math.prod(input_shape[1:] if grayscale else input_shape)
+        self.lin1 = nn.Linear(in_features, hidden_dim)
+        self.lin2 = nn.Linear(hidden_dim, hidden_dim)
+        self.lin3 = nn.Linear(hidden_dim, 1)
+        for lin in (self.lin1, self.lin2, self.lin3):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[: x.dim() - len(self.input_shape)]
+        if self.grayscale:
+            return x.reshape(*lead, self.input_shape[0], -1).sum(dim=-2)
+        return x.reshape(*lead, -1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.lin1(self.flatten(x)))
+        return F.relu(self.lin2(h))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N,) and the penultimate representation (N, H)."""
+        feats = self.features(x)
+        return self.lin3(feats).squeeze(-1), feats
+
+
+class LeNet(nn.Module):
+    """LeNet-style CNN: three conv, two pooling, two fully connected layers.
+
+    Adapted to the input: convs keep the size (padding 2), each pooling halves it, and the third
+    conv's kernel covers what is left, so 14x14 and 28x28 inputs both end in a 120-vector.
+    """
+
+    def __init__(self, input_shape: Sequence[int], hidden_dim: int = 84):
+        super().__init__()
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5, padding=2)
+        self.conv3 = nn.Conv2d(16, 120, (height // 4, width // 4))
+        self.fc1 = nn.Linear(120, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, 1)
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        h = F.relu(self.conv3(h)).flatten(1)
+        feats = F.relu(self.fc1(h))
+        return self.fc2(feats).squeeze(-1), feats
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[Sequence[int], int], nn.Module]
+    stacked: Callable[[list[nn.Module], str], nn.Module]
+    description: str
+
+
+def build_member(model: str, input_shape: Sequence[int], hidden_dim: int, seed: int) -> nn.Module:
+    """One model initialised from ``seed`` alone (on the CPU, so CUDA runs start identically)."""
+    spec = lookup(MODELS, model, "model")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return spec.build(input_shape, hidden_dim)
+
+
+def build_stacked(model: str, input_shape: Sequence[int], hidden_dim: int, seeds: Sequence[int],
+                  formulation: str = "auto") -> nn.Module:
+    """K members (one per seed) as one model whose forward returns logits (K, N), feats (K, N, F)."""
+    if formulation not in FORMULATIONS:
+        raise ConfigError(f"formulation = {formulation!r} is unknown; valid choices: "
+                          f"{', '.join(FORMULATIONS)}")
+    if len(seeds) < 1:
+        raise ConfigError("seeds: at least one seed is needed")
+    members = [build_member(model, input_shape, hidden_dim, s) for s in seeds]
+    return MODELS[model].stacked(members, formulation)
+
+
+class StackedMLP(nn.Module):
+    """K MLPs with stacked weights.
+
+    The first layer is one GEMM for all members when they share the input (full batch): the K
+    weight matrices are concatenated along the output dimension. Deeper layers are per member,
+    either one ``baddbmm`` (``bmm``) or a ``F.linear`` per member (``linear``), which uses the
+    plain GEMM kernels; which is faster depends on the device and dtype (see benchmarks/).
+    """
+
+    def __init__(self, members: list[MLP], formulation: str = "auto"):
+        super().__init__()
+        first = members[0]
+        self.input_shape, self.grayscale = first.input_shape, first.grayscale
+        self.flatten = first.flatten
+        self.formulation = formulation
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for name in ("lin1", "lin2", "lin3"):
+            layers = [getattr(m, name) for m in members]
+            self.weights.append(nn.Parameter(torch.stack([lin.weight.detach() for lin in layers])))
+            self.biases.append(nn.Parameter(torch.stack([lin.bias.detach() for lin in layers])))
+
+    @property
+    def n_members(self) -> int:
+        return self.weights[0].shape[0]
+
+    def _use_bmm(self, x: torch.Tensor) -> bool:
+        if self.formulation == "auto":
+            return x.is_cuda
+        return self.formulation == "bmm"
+
+    def _layer(self, h: torch.Tensor, i: int, use_bmm: bool) -> torch.Tensor:
+        w, b = self.weights[i], self.biases[i]
+        if use_bmm:
+            return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        return torch.stack([F.linear(h[k], w[k], b[k]) for k in range(len(w))])
+
+    def forward(self, x: torch.Tensor, shared: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` is (N, *input) shared by all members, or (K, N, *input) with ``shared=False``."""
+        w1, b1 = self.weights[0], self.biases[0]
+        k, hidden = w1.shape[0], w1.shape[1]
+        x = self.flatten(x)
+        use_bmm = self._use_bmm(x)
+        if shared:  # one GEMM: (N, D) @ (D, K*H)
+            h = F.linear(x, w1.reshape(k * hidden, -1), b1.reshape(-1))
+            h = h.view(x.shape[0], k, hidden).transpose(0, 1)
+        else:
+            h = self._layer(x, 0, use_bmm)
+        h = F.relu(h)
+        feats = F.relu(self._layer(h, 1, use_bmm))
+        return self._layer(feats, 2, use_bmm).squeeze(-1), feats
+
+    def member_parameters(self) -> list[torch.Tensor]:
+        return [*self.weights, *self.biases]
+
+
+class VmapStack(nn.Module):
+    """Any model stacked with ``torch.func``: ``vmap`` over the members' parameters."""
+
+    def __init__(self, members: list[nn.Module], formulation: str = "auto"):
+        super().__init__()
+        params, buffers = stack_module_state(members)
+        self.names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])
+        self.buffers_ = buffers
+        base = members[0]
+        self.input_shape = base.input_shape
+        self._base = [base.to("meta")]  # a list keeps it out of this module's parameters
+
+    @property
+    def n_members(self) -> int:
+        return self.stacked[0].shape[0]
+
+    def forward(self, x: torch.Tensor, shared: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        base = self._base[0]
+
+        def one(params, xi):
+            return functional_call(base, dict(zip(self.names, params, strict=True)), (xi,))
+
+        return vmap(one, in_dims=(0, None if shared else 0))(tuple(self.stacked), x)
+
+    def member_parameters(self) -> list[torch.Tensor]:
+        return list(self.stacked)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec(lambda shape, h: MLP(shape, h), StackedMLP,
+                     "IRM's MLP on the flattened two-channel image"),
+    "mlp_gray": ModelSpec(lambda shape, h: MLP(shape, h, grayscale=True), StackedMLP,
+                          "IRM's grayscale MLP: the colour channels are summed first"),
+    "lenet": ModelSpec(lambda shape, h: LeNet(shape, h), VmapStack,
+                       "LeNet-style CNN (3 conv, 2 pool, 2 fc); hidden_dim is the fc width"),
+}
+
+
+def squared_weight_norm(model: nn.Module) -> torch.Tensor:
+    """Per-member sum of squared parameters, biases included (IRM's ``weight_norm``): (K,)."""
+    total = None
+    for p in model.member_parameters():
+        term = p.pow(2).reshape(p.shape[0], -1).sum(1)
+        total = term if total is None else total + term
+    return total

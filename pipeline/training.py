@@ -1,0 +1,277 @@
+"""The one training loop: K seeds of one configuration trained together as a stacked model.
+
+Faithful to IRM's ``main.py`` by default: full batch, BCE with one logit, L2 over all parameters,
+the penalty weight ``before`` the anneal, the loss divided by lambda when lambda > 1, Adam never
+reset, and final metrics from the forward pass of the last step (before its update).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline.config import TrainConfig, validate
+from pipeline.environments import EnvSet, load_envs
+from pipeline.errors import ConfigError
+from pipeline.methods import METHODS, StepBatch, accuracy, bce
+from pipeline.models import build_stacked, squared_weight_norm
+from pipeline.provenance import git_revision, library_versions
+
+ProgressFn = Callable[[dict], None]
+
+
+def derive_seed(seed: int, *names: str) -> int:
+    """A seed for one purpose (e.g. minibatch sampling), independent of the others."""
+    digest = hashlib.sha256(":".join([str(seed), *names]).encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device = {device!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+@dataclass
+class TrainResult:
+    """Everything a run produced, JSON-ready: config, seeds, per-seed and aggregate metrics."""
+
+    config: dict
+    seeds: list[int]
+    members: list[dict]
+    metrics: dict
+    curves: dict
+    data: dict
+    runtime: dict
+    versions: dict = field(default_factory=library_versions)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "seeds": self.seeds, "metrics": self.metrics,
+                "members": self.members, "data": self.data, "runtime": self.runtime,
+                "versions": self.versions, "curves": self.curves}
+
+
+def aggregate(members: list[dict]) -> dict:
+    """Mean and std (ddof = 0, as in the published tables) over the members that did not diverge."""
+    ok = [m for m in members if m["status"] == "ok"]
+    names = sorted({k for m in ok for k in m["metrics"]})
+    out = {}
+    for name in names:
+        values = torch.tensor([m["metrics"][name] for m in ok], dtype=torch.float64)
+        out[name] = {"mean": values.mean().item(), "std": values.std(unbiased=False).item(),
+                     "n": len(ok), "n_diverged": len(members) - len(ok)}
+    return out
+
+
+class _Data:
+    """The environments as device tensors, prepared once per run."""
+
+    def __init__(self, envset: EnvSet, device: torch.device):
+        self.train_envs, self.test_envs = envset.train, envset.test
+        if not self.train_envs:
+            raise ConfigError(f"dataset at {envset.path} has no training environments")
+        self.x = [envset.inputs(e).to(device) for e in self.train_envs]
+        self.y = [e.y.float().to(device) for e in self.train_envs]
+        self.x_all = torch.cat(self.x)  # full batch: one forward for every environment
+        self.sizes = [len(e) for e in self.train_envs]
+        self.test_x = [envset.inputs(e).to(device) for e in self.test_envs]
+        self.test_y = [e.y.float().to(device) for e in self.test_envs]
+        self.input_shape = list(envset.manifest["input_shape"])
+
+
+class Trainer:
+    """Trains ``len(seeds)`` members of ``cfg`` together and returns a :class:`TrainResult`."""
+
+    def __init__(self, cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
+                 progress: ProgressFn | None = None):
+        validate(cfg)
+        self.cfg, self.seeds, self.progress = cfg, [int(s) for s in seeds], progress
+        if not self.seeds:
+            raise ConfigError("seeds: at least one seed is needed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct (got {self.seeds})")
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.envset = envset if envset is not None else load_envs(
+            Path(cfg.envs_dir) / cfg.dataset)
+        self.data = _Data(self.envset, self.device)
+        self.schedule = cfg.schedule_obj()
+        self.method = METHODS[cfg.method](cfg)
+        self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
+                                   cfg.formulation).to(self.device)
+        self.samplers = [torch.Generator().manual_seed(derive_seed(s, "minibatch"))
+                         for s in self.seeds]
+
+    def _autocast(self):
+        if self.cfg.dtype == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+
+    def _forward_train(self) -> StepBatch:
+        """Logits of every member on every training environment (full batch or minibatch)."""
+        data, b = self.data, self.cfg.batch_size
+        with self._autocast():
+            if b == 0:
+                logits, feats = self.model(data.x_all)
+                labels = data.y
+            else:
+                idx = [torch.stack([torch.randint(n, (b,), generator=g) for g in self.samplers])
+                       for n in data.sizes]
+                x = torch.cat([xe[i.to(self.device)] for xe, i in zip(data.x, idx, strict=True)],
+                              dim=1)
+                logits, feats = self.model(x, shared=False)
+                labels = [ye[i.to(self.device)] for ye, i in zip(data.y, idx, strict=True)]
+        sizes = data.sizes if b == 0 else [b] * len(data.sizes)
+        logits_env = list(logits.float().split(sizes, dim=1))
+        feats_env = list(feats.split(sizes, dim=1))
+        risks = torch.stack([bce(lg, y) for lg, y in zip(logits_env, labels, strict=True)], 1)
+        return StepBatch(logits_env, labels, feats_env, risks)
+
+    @torch.no_grad()
+    def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Accuracy (K,) of every member on each of the given environments."""
+        out = []
+        with self._autocast():
+            for x, y in zip(xs, ys, strict=True):
+                out.append(accuracy(self.model(x)[0].float(), y))
+        return out
+
+    def run(self) -> TrainResult:
+        cfg, data, k = self.cfg, self.data, len(self.seeds)
+        steps, dev = cfg.steps, self.device
+        train_names = [e.name for e in data.train_envs]
+        test_names = [e.name for e in data.test_envs]
+        optimizer = self._optimizer()
+        jumps = set(self.schedule.jump_steps()) if cfg.jump_rule == "reset_adam" else set()
+        curve_names = ["objective", "nll", "penalty", *[f"{n}_acc" for n in train_names]]
+        curves = {n: torch.full((steps, k), math.nan, device=dev) for n in curve_names}
+        weights = []
+        eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1})
+        test_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
+                      for n in test_names}
+        diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
+        start, last_step = time.perf_counter(), steps - 1
+        for step in range(steps):
+            lam = self.schedule(step)
+            weights.append(lam)
+            if step in jumps and step > 0:
+                optimizer = self._optimizer()  # DomainBed: Adam dislikes the jump in scale
+            batch = self._forward_train()
+            nll = self.method.risk(batch.risks)
+            penalty = self.method.penalty(batch)
+            objective = nll + cfg.l2_weight * squared_weight_norm(self.model) + lam * penalty
+            if cfg.jump_rule == "divide_loss" and lam > 1.0:
+                objective = objective / lam  # IRM: "keep gradients in a reasonable range"
+            with torch.no_grad():
+                train_acc = torch.stack([accuracy(lg, y) for lg, y in
+                                         zip(batch.logits, batch.labels, strict=True)])
+                if cfg.batch_size and step in eval_steps:
+                    train_acc = torch.stack(self._evaluate(data.x, data.y))
+                for name, value in zip(curve_names, [objective, nll, penalty, *train_acc],
+                                       strict=True):
+                    curves[name][step] = value.detach()
+                newly = ~torch.isfinite(objective) & (diverged_at < 0)
+                diverged_at = torch.where(newly, step, diverged_at)
+            if step in eval_steps:
+                row = eval_steps.index(step)
+                for name, acc in zip(test_names, self._evaluate(data.test_x, data.test_y),
+                                     strict=True):
+                    test_curve[name][row] = acc
+                if bool((diverged_at >= 0).all()):
+                    last_step = step  # every member diverged: nothing left to train
+                    break
+                self._report(step, start, lam, curves, test_curve, row, train_names, test_names,
+                             diverged_at)
+            if step == steps - 1:
+                break  # final metrics are those of the last step's forward, before its update
+            optimizer.zero_grad(set_to_none=True)
+            self.method.backward(objective, batch)
+            optimizer.step()
+        wall = time.perf_counter() - start
+        return self._result(curves, test_curve, eval_steps, weights, diverged_at, last_step,
+                            train_names, test_names, wall)
+
+    def _report(self, step, start, lam, curves, test_curve, row, train_names, test_names,
+                diverged_at) -> None:
+        if self.progress is None:
+            return
+        alive = diverged_at < 0
+        elapsed = time.perf_counter() - start
+
+        def mean_alive(t: torch.Tensor) -> float:
+            return t[alive].mean().item() if alive.any() else math.nan
+
+        train = torch.stack([curves[f"{n}_acc"][step] for n in train_names]).mean(0)
+        self.progress({"step": step, "steps": self.cfg.steps, "elapsed_s": elapsed,
+                       "eta_s": elapsed / (step + 1) * (self.cfg.steps - step - 1),
+                       "penalty_weight": lam, "train_acc": mean_alive(train),
+                       **{f"{n}_acc": mean_alive(test_curve[n][row]) for n in test_names},
+                       "diverged": int((~alive).sum())})
+
+    def _result(self, curves, test_curve, eval_steps, weights, diverged_at, last_step,
+                train_names, test_names, wall) -> TrainResult:
+        curves = {n: c.cpu() for n, c in curves.items()}
+        test_curve = {n: c.cpu() for n, c in test_curve.items()}
+        diverged_at = diverged_at.cpu().tolist()
+        final_row = eval_steps.index(last_step)
+        members = []
+        for i, seed in enumerate(self.seeds):
+            if diverged_at[i] >= 0:
+                members.append({"seed": seed, "status": "diverged",
+                                "diverged_step": diverged_at[i], "metrics": {}})
+                continue
+            env_acc = {f"{n}_acc": curves[f"{n}_acc"][last_step, i].item() for n in train_names}
+            metrics = {**env_acc,
+                       "train_acc": sum(env_acc.values()) / len(env_acc),
+                       **{f"{n}_acc": test_curve[n][final_row, i].item() for n in test_names},
+                       "nll": curves["nll"][last_step, i].item(),
+                       "penalty": curves["penalty"][last_step, i].item()}
+            members.append({"seed": seed, "status": "ok", "diverged_step": None,
+                            "metrics": metrics})
+
+        def per_member(t: torch.Tensor, steps_of_rows: list[int]) -> list[list[float | None]]:
+            cols = []
+            for i in range(len(self.seeds)):
+                col = []
+                for row, step in enumerate(steps_of_rows):
+                    dead = 0 <= diverged_at[i] <= step or step > last_step
+                    col.append(None if dead else t[row, i].item())
+                cols.append(col)
+            return cols
+
+        steps_run = list(range(last_step + 1))
+        curve_out = {"step": steps_run, "penalty_weight": weights[: last_step + 1],
+                     **{n: per_member(c[: last_step + 1], steps_run) for n, c in curves.items()},
+                     "eval_step": eval_steps,
+                     **{f"{n}_acc": per_member(c, eval_steps) for n, c in test_curve.items()}}
+        manifest = self.envset.manifest
+        data = {"dataset": manifest.get("dataset"), "path": str(self.envset.path),
+                "manifest_sha256": self.envset.manifest_sha256, "source": manifest.get("source"),
+                "reduced": bool(manifest.get("reduced")), "data_seed": manifest.get("data_seed")}
+        runtime = {"device": str(self.device), "dtype": self.cfg.dtype,
+                   "threads": torch.get_num_threads(), "wall_s": wall,
+                   "steps_run": last_step + 1,
+                   "ms_per_step": 1000 * wall / (last_step + 1),
+                   "ms_per_step_per_seed": 1000 * wall / (last_step + 1) / len(self.seeds),
+                   "git": git_revision()}
+        return TrainResult(self.cfg.to_dict(), self.seeds, members, aggregate(members),
+                           curve_out, data, runtime)
+
+
+def train(cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
+          progress: ProgressFn | None = None) -> TrainResult:
+    """Train one configuration for every seed in ``seeds`` as one batched model."""
+    return Trainer(cfg, seeds, envset, progress).run()
