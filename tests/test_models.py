@@ -1,0 +1,72 @@
+"""Models: the original MLP's shape and init, grayscale invariance, LeNet shapes, stacking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.errors import ConfigError
+from pipeline.models import MODELS, build_member, build_stacked, squared_weight_norm
+
+
+def test_mlp_is_xavier_initialised_with_zero_biases_and_seeded():
+    a, b = (build_member("mlp", (2, 14, 14), 390, seed=3) for _ in range(2))
+    c = build_member("mlp", (2, 14, 14), 390, seed=4)
+    assert a.lin1.weight.shape == (390, 392)
+    assert a.lin3.weight.shape == (1, 390)
+    bound = (6 / (392 + 390)) ** 0.5  # Xavier-uniform
+    assert a.lin1.weight.abs().max().item() <= bound
+    assert a.lin1.weight.abs().max().item() > 0.9 * bound
+    assert all(lin.bias.abs().sum().item() == 0 for lin in (a.lin1, a.lin2, a.lin3))
+    assert torch.equal(a.lin1.weight, b.lin1.weight)
+    assert not torch.equal(a.lin1.weight, c.lin1.weight)
+
+
+def test_grayscale_model_cannot_see_colour():
+    model = build_member("mlp_gray", (2, 14, 14), 32, seed=0)
+    x = torch.rand(5, 2, 14, 14)
+    red = torch.stack([x[:, 0] + x[:, 1], torch.zeros_like(x[:, 0])], 1)
+    green = red.flip(1)
+    torch.testing.assert_close(model(red)[0], model(green)[0])
+    assert model.lin1.weight.shape[1] == 196
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14), (2, 28, 28)])
+def test_lenet_adapts_to_the_input_shape(shape):
+    model = build_member("lenet", shape, 84, seed=0)
+    logits, feats = model(torch.rand(4, *shape))
+    assert logits.shape == (4,)
+    assert feats.shape == (4, 84)
+    kinds = [type(m).__name__ for m in model.children()]
+    assert kinds == ["Conv2d", "Conv2d", "Conv2d", "Linear", "Linear"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_stacked_model_member_equals_the_single_model(name):
+    seeds = [5, 6, 7]
+    stacked = build_stacked(name, (2, 14, 14), 16, seeds)
+    x = torch.rand(6, 2, 14, 14)
+    logits, feats = stacked(x)
+    assert logits.shape == (3, 6)
+    for k, seed in enumerate(seeds):
+        single_logits, single_feats = build_member(name, (2, 14, 14), 16, seed)(x)
+        torch.testing.assert_close(logits[k], single_logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(feats[k], single_feats, rtol=1e-5, atol=1e-6)
+    per_member = stacked(x.unsqueeze(0).expand(3, *x.shape).clone(), shared=False)[0]
+    torch.testing.assert_close(per_member, logits, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_norm_sums_every_parameter_biases_included():
+    stacked = build_stacked("mlp", (2, 14, 14), 8, [0, 1])
+    with torch.no_grad():
+        for p in stacked.member_parameters():
+            p.fill_(1.0)
+    n_params = 392 * 8 + 8 + 8 * 8 + 8 + 8 + 1
+    assert squared_weight_norm(stacked).tolist() == [n_params, n_params]
+
+
+def test_unknown_model_and_formulation_list_the_valid_names():
+    with pytest.raises(ConfigError, match="lenet"):
+        build_member("resnet", (2, 14, 14), 8, 0)
+    with pytest.raises(ConfigError, match="bmm"):
+        build_stacked("mlp", (2, 14, 14), 8, [0], formulation="einsum")
