@@ -22,6 +22,7 @@ Invariant Risk Minimization experiments, reproducibly.
 commands:
   make-envs   build a dataset's environments once and save them with a manifest
   train       train a method for K seeds (one batched model) and print per-environment accuracy
+  schedule    print or plot a penalty-weight schedule (constant, step, linear, polynomial, ...)
 
 Run `python -m pipeline COMMAND --help` for the options of each command."""
 
@@ -89,6 +90,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipeline.schedules import curve
+
+    cfg = make_config(args.preset, **parse_set(args.set))
+    steps = args.steps or cfg.steps
+    weights = curve(cfg.schedule_obj(), steps)
+    marks = sorted({0, cfg.anneal_iters - 1, cfg.anneal_iters, steps // 2, steps - 1} - {-1})
+    print(f"schedule {cfg.schedule} (jump rule {cfg.jump_rule}):")
+    for t in marks:
+        if t < steps:
+            print(f"  step {t:>6}: lambda = {weights[t]:.6g}")
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(range(steps), weights)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set(xlabel="step", ylabel="penalty weight lambda",
+               title=f"{cfg.schedule} schedule")
+        fig.tight_layout()
+        fig.savefig(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("schedule", help="print (and plot) a penalty-weight schedule",
+                       description="Evaluate the penalty-weight schedule of a config at every "
+                       "step; print key steps and optionally save a plot.")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS))
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="schedule keys: schedule, penalty_weight, anneal_iters, "
+                   "weight_before_anneal, ramp_iters, poly_k, poly_power, exp_rate, "
+                   "penalty_cap, step_milestones, step_values")
+    p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
+    p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
+    p.set_defaults(func=cmd_schedule)
     return parser
 
 

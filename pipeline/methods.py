@@ -72,8 +72,14 @@ class Method:
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         return torch.zeros_like(batch.risks[:, 0])
 
-    def backward(self, objective: torch.Tensor, batch: StepBatch) -> None:
-        """Turn the per-member objective (K,) into gradients; members are independent."""
+    def backward(self, objective: torch.Tensor, batch: StepBatch,
+                 params: list[torch.Tensor]) -> None:
+        """Turn the per-member objective (K,) into ``.grad`` on ``params`` (member axis first).
+
+        A gradient rule (AND-mask) overrides this: it can differentiate each column of
+        ``batch.risks`` separately with ``torch.autograd.grad(..., params)`` and write the
+        combined gradient into ``p.grad``. Members are independent, so summing is exact.
+        """
         objective.sum().backward()
 
 

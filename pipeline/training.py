@@ -198,7 +198,7 @@ class Trainer:
             if step == steps - 1:
                 break  # final metrics are those of the last step's forward, before its update
             optimizer.zero_grad(set_to_none=True)
-            self.method.backward(objective, batch)
+            self.method.backward(objective, batch, self.model.member_parameters())
             optimizer.step()
         wall = time.perf_counter() - start
         return self._result(curves, test_curve, eval_steps, weights, diverged_at, last_step,

@@ -98,3 +98,14 @@ def test_make_envs_rejects_unknown_datasets_and_flips(tmp_path):
                    "--out", "x", cwd=tmp_path)
     assert done.returncode == 2 and "test_flip" in done.stderr
     assert not (tmp_path / "x").exists()  # nothing written before validation
+
+
+def test_schedule_command_prints_and_plots(tmp_path):
+    done = run_cli("schedule", "--preset", "irm_paper", "--plot", "lambda.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "step    189: lambda = 1\n" in done.stdout
+    assert "step    190: lambda = 91257.2" in done.stdout
+    assert (tmp_path / "lambda.png").stat().st_size > 1000
+    bad = run_cli("schedule", "--set", "schedule=step", "--set", "step_milestones=[10]",
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "step_values" in bad.stderr
