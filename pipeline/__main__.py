@@ -44,6 +44,8 @@ def parse_seeds(text: str) -> list[int]:
 def _progress(info: dict) -> None:
     tests = "  ".join(f"{k[:-4]} {100 * v:5.1f}%" for k, v in info.items()
                       if k.endswith("_acc") and k != "train_acc")
+    if info["evaluated_at"] != info["step"]:
+        tests += f" (at step {info['evaluated_at']})"
     print(f"step {info['step']:>5}/{info['steps'] - 1}  lambda {info['penalty_weight']:<10.4g} "
           f"train {100 * info['train_acc']:5.1f}%  {tests}  "
           f"diverged {info['diverged']}  {info['elapsed_s']:.0f}s elapsed, "

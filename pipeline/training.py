@@ -109,6 +109,7 @@ class Trainer:
         self.method = METHODS[cfg.method](cfg)
         self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
                                    cfg.formulation).to(self.device)
+        self.progress_interval_s = 30.0  # progress at every evaluation and at least this often
         self.samplers = [torch.Generator().manual_seed(derive_seed(s, "minibatch"))
                          for s in self.seeds]
 
@@ -160,10 +161,13 @@ class Trainer:
         curves = {n: torch.full((steps, k), math.nan, device=dev) for n in curve_names}
         weights = []
         eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1})
+        self._eval_steps = eval_steps
         test_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
                       for n in test_names}
+        eval_rows = {step: row for row, step in enumerate(eval_steps)}
         diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
         start, last_step = time.perf_counter(), steps - 1
+        last_report, row = start, 0
         for step in range(steps):
             lam = self.schedule(step)
             weights.append(lam)
@@ -178,21 +182,24 @@ class Trainer:
             with torch.no_grad():
                 train_acc = torch.stack([accuracy(lg, y) for lg, y in
                                          zip(batch.logits, batch.labels, strict=True)])
-                if cfg.batch_size and step in eval_steps:
+                if cfg.batch_size and step in eval_rows:
                     train_acc = torch.stack(self._evaluate(data.x, data.y))
                 for name, value in zip(curve_names, [objective, nll, penalty, *train_acc],
                                        strict=True):
                     curves[name][step] = value.detach()
                 newly = ~torch.isfinite(objective) & (diverged_at < 0)
                 diverged_at = torch.where(newly, step, diverged_at)
-            if step in eval_steps:
-                row = eval_steps.index(step)
+            if step in eval_rows:
+                row = eval_rows[step]
                 for name, acc in zip(test_names, self._evaluate(data.test_x, data.test_y),
                                      strict=True):
                     test_curve[name][row] = acc
                 if bool((diverged_at >= 0).all()):
                     last_step = step  # every member diverged: nothing left to train
                     break
+            now = time.perf_counter()
+            if step in eval_rows or now - last_report >= self.progress_interval_s:
+                last_report = now  # test accuracy shown is that of the latest evaluation
                 self._report(step, start, lam, curves, test_curve, row, train_names, test_names,
                              diverged_at)
             if step == steps - 1:
@@ -216,6 +223,7 @@ class Trainer:
 
         train = torch.stack([curves[f"{n}_acc"][step] for n in train_names]).mean(0)
         self.progress({"step": step, "steps": self.cfg.steps, "elapsed_s": elapsed,
+                       "evaluated_at": self._eval_steps[row],
                        "eta_s": elapsed / (step + 1) * (self.cfg.steps - step - 1),
                        "penalty_weight": lam, "train_acc": mean_alive(train),
                        **{f"{n}_acc": mean_alive(test_curve[n][row]) for n in test_names},
