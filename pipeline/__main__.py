@@ -31,14 +31,19 @@ def parse_seeds(text: str) -> list[int]:
     """``10`` -> seeds 0..9; ``3,5,8`` -> exactly those; ``100:110`` -> 100..109."""
     try:
         if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        if ":" in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        elif ":" in text:
             lo, hi = (int(s) for s in text.split(":"))
-            return list(range(lo, hi))
-        return list(range(int(text)))
+            seeds = list(range(lo, hi))
+        else:
+            seeds = list(range(int(text)))
     except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
         raise argparse.ArgumentTypeError(
-            f"--seeds {text!r}: give a count (10), a list (0,3,7) or a range (100:110)") from None
+            f"{text!r} gives no seeds; give a count >= 1 (10 = seeds 0..9), a list (0,3,7) or a "
+            "range (100:110), with seeds >= 0")
+    return seeds
 
 
 def _progress(info: dict) -> None:
@@ -53,8 +58,12 @@ def _progress(info: dict) -> None:
 
 
 def cmd_make_envs(args: argparse.Namespace) -> int:
-    params = dict(kv.split("=", 1) for kv in args.set or [])
-    params = {k: _yaml_value(v) for k, v in params.items()}
+    params = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key.strip()] = _yaml_value(value)
     if args.source is not None:
         params["source"] = args.source
     out = make_envs(args.dataset, seed=args.seed, out_dir=args.out, params=params)

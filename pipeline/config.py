@@ -14,6 +14,7 @@ DTYPES = ("fp32", "bf16")
 JUMP_RULES = ("divide_loss", "reset_adam", "none")
 RISK_REDUCTIONS = ("mean", "sum")
 IRM_ESTIMATORS = ("closed_form", "autograd", "two_half")
+VREX_PENALTIES = ("variance", "squared_difference")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class TrainConfig:
     method: str = "erm"
     irm_estimator: str = "closed_form"  # autograd = double backprop; two_half = unbiased product
     risk_reduction: str = "mean"  # of the environment risks; REx's code sums them
+    vrex_penalty: str = "variance"  # DomainBed; squared_difference = REx/Fishr's (L1 - L2)^2
     # penalty-weight schedule (see pipeline.schedules)
     schedule: str = "constant"
     penalty_weight: float = 0.0
@@ -152,6 +154,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(unknown_name_message(key, getattr(cfg, key), registry))
     for key, valid in (("dtype", DTYPES), ("jump_rule", JUMP_RULES),
                        ("risk_reduction", RISK_REDUCTIONS), ("irm_estimator", IRM_ESTIMATORS),
+                       ("vrex_penalty", VREX_PENALTIES),
                        ("formulation", FORMULATIONS)):
         if getattr(cfg, key) not in valid:
             raise ConfigError(unknown_name_message(key, getattr(cfg, key), valid))

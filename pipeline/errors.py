@@ -28,6 +28,19 @@ def unknown_name_message(kind: str, name: object, valid: Iterable[str]) -> str:
     return f"unknown {kind} {name!r}{did_you_mean}; valid choices: {', '.join(valid)}"
 
 
+def as_number(key: str, value, kind: type = float) -> float | int:
+    """``value`` as a float (or a whole int), else an error naming ``key``."""
+    try:
+        number = float(value)
+        if kind is int:
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{key} = {value!r} is not a valid {kind.__name__}") from None
+
+
 def check_range(key: str, value: float, low: float | None = None, high: float | None = None,
                 *, low_open: bool = False, high_open: bool = False) -> None:
     """Fail with a message naming ``key`` and the allowed range when ``value`` is outside it."""

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.config import TrainConfig
+from pipeline.errors import ConfigError
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Method:
 
     name = "erm"
     description = "Empirical risk minimisation over the pooled training environments"
+    has_penalty = False  # the schedule's weight (and IRM's division by it) does not apply
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -88,6 +90,7 @@ class IRM(Method):
 
     name = "irm"
     description = "IRMv1 gradient penalty (closed form, double backprop or two-half estimator)"
+    has_penalty = True
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         terms = []
@@ -109,10 +112,16 @@ class VREx(Method):
 
     name = "vrex"
     description = "V-REx: variance of the training-environment risks"
+    has_penalty = True
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         risks = batch.risks
-        return (risks - risks.mean(1, keepdim=True)).pow(2).mean(1)
+        if self.cfg.vrex_penalty == "squared_difference":  # REx's and Fishr's (L1 - L2)^2
+            if risks.shape[1] != 2:
+                raise ConfigError("vrex_penalty = 'squared_difference' needs exactly two "
+                                  f"training environments (got {risks.shape[1]})")
+            return (risks[:, 0] - risks[:, 1]).pow(2)
+        return (risks - risks.mean(1, keepdim=True)).pow(2).mean(1)  # DomainBed's variance
 
 
 METHODS: dict[str, type[Method]] = {"erm": Method, "irm": IRM, "vrex": VREx}

@@ -174,9 +174,10 @@ class VmapStack(nn.Module):
     def __init__(self, members: list[nn.Module], formulation: str = "auto"):
         super().__init__()
         params, buffers = stack_module_state(members)
+        if buffers:  # e.g. BatchNorm statistics: they would need per-member state updates
+            raise ConfigError(f"models with buffers ({', '.join(buffers)}) cannot be stacked")
         self.names = list(params)
         self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])
-        self.buffers_ = buffers
         base = members[0]
         self.input_shape = base.input_shape
         self._base = [base.to("meta")]  # a list keeps it out of this module's parameters

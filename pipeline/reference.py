@@ -31,13 +31,18 @@ def _penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_reference(cfg: TrainConfig, seed: int, envset: EnvSet,
-                    device: str | torch.device = "cpu") -> dict[str, float]:
-    """Train one seed of an IRM/ERM config the way ``main.py`` does; final accuracy per env."""
+                    device: str | torch.device = "cpu",
+                    record: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Train one seed of an IRM/ERM config the way ``main.py`` does; final accuracy per env.
+
+    The environments are the training ones plus the first test one (the original's three).
+    ``record``, if given, receives the per-step ``nll``, ``penalty`` and ``objective``.
+    """
     if cfg.method not in ("erm", "irm") or cfg.batch_size or cfg.schedule != "constant":
         raise ValueError("the reference covers IRM's main.py only: erm/irm, full batch, constant")
     mlp = build_member(cfg.model, envset.manifest["input_shape"], cfg.hidden_dim, seed).to(device)
-    envs = [(e.name, envset.inputs(e).to(device), e.y.float().to(device)) for e in envset.envs
-            if e.role in ("train", "test")]
+    envs = [(e.name, envset.inputs(e).to(device), e.y.float().to(device))
+            for e in [*envset.train, envset.test[0]]]
     train_names = [e.name for e in envset.train]
     optimizer = torch.optim.Adam(mlp.parameters(), lr=cfg.lr)
     for step in range(cfg.steps):
@@ -58,6 +63,9 @@ def train_reference(cfg: TrainConfig, seed: int, envset: EnvSet,
             loss += penalty_weight * train_penalty
         if penalty_weight > 1.0 and cfg.method == "irm":
             loss /= penalty_weight
+        if record is not None:
+            for key, value in (("nll", train_nll), ("penalty", train_penalty), ("objective", loss)):
+                record.setdefault(key, []).append(value.item())
         if step == cfg.steps - 1:
             break
         optimizer.zero_grad()

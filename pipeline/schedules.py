@@ -108,6 +108,9 @@ def validate(s: Schedule) -> None:
     check_range("exp_rate", s.rate, 0.0, low_open=True)
     if s.cap is not None:
         check_range("penalty_cap", s.cap, 0.0)
+    elif s.family == "exponential":
+        raise ConfigError("schedule 'exponential' needs penalty_cap (the largest weight; "
+                          "penalty_cap=inf lets it overflow, as in the course project)")
     if s.family == "step":
         if not s.milestones or len(s.milestones) != len(s.values):
             raise ConfigError(

@@ -77,12 +77,17 @@ class _Data:
 
     def __init__(self, envset: EnvSet, device: torch.device):
         self.train_envs, self.test_envs = envset.train, envset.test
+        task = envset.manifest.get("task", "binary_classification")
+        if task != "binary_classification":
+            raise ConfigError(f"dataset {envset.manifest.get('dataset')!r} is a {task} task; "
+                              "the trainer handles binary classification (image datasets)")
         if not self.train_envs:
             raise ConfigError(f"dataset at {envset.path} has no training environments")
-        self.x = [envset.inputs(e).to(device) for e in self.train_envs]
-        self.y = [e.y.float().to(device) for e in self.train_envs]
-        self.x_all = torch.cat(self.x)  # full batch: one forward for every environment
         self.sizes = [len(e) for e in self.train_envs]
+        # full batch: one forward over every environment; the per-environment views share it
+        self.x_all = torch.cat([envset.inputs(e) for e in self.train_envs]).to(device)
+        self.x = list(self.x_all.split(self.sizes))
+        self.y = [e.y.float().to(device) for e in self.train_envs]
         self.test_x = [envset.inputs(e).to(device) for e in self.test_envs]
         self.test_y = [e.y.float().to(device) for e in self.test_envs]
         self.input_shape = list(envset.manifest["input_shape"])
@@ -169,8 +174,8 @@ class Trainer:
         start, last_step = time.perf_counter(), steps - 1
         last_report, row = start, 0
         for step in range(steps):
-            lam = self.schedule(step)
-            weights.append(lam)
+            lam = self.schedule(step) if self.method.has_penalty else 0.0
+            weights.append(lam if math.isfinite(lam) else None)  # JSON has no inf
             if step in jumps and step > 0:
                 optimizer = self._optimizer()  # DomainBed: Adam dislikes the jump in scale
             batch = self._forward_train()

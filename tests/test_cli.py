@@ -84,6 +84,26 @@ def test_bad_input_is_a_clear_error_naming_the_key(workdir, args, message):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("seeds", ["0", "5:3", "a,b", "-1,2"])
+def test_seeds_that_give_no_valid_seed_are_rejected(workdir, seeds):
+    done = run_cli("train", "--dataset", "cmnist5k", "--seeds", seeds, cwd=workdir)
+    assert done.returncode == 2
+    assert "--seeds" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "foo"], "key=value"),
+    (["--set", "test_flip=abc"], "test_flip"),
+    (["--set", "n_train=70000"], "n_train"),
+    (["--source", "/nonexistent/dir"], "source"),
+])
+def test_make_envs_bad_parameters_are_clear_errors(tmp_path, args, message):
+    done = run_cli("make-envs", "--dataset", "colored_mnist", *args, "--out", "x", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_dataset_lists_what_exists_and_how_to_make_it(workdir):
     done = run_cli("train", "--dataset", "colored_mnst", cwd=workdir)
     assert done.returncode == 2

@@ -117,3 +117,15 @@ def test_accuracy_is_the_sign_of_the_logit_against_the_label():
     logits = torch.tensor([[2.0, -1.0, 0.0, 3.0]])
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
     assert accuracy(logits, labels).item() == pytest.approx(0.5)  # logit 0 predicts class 0
+
+
+def test_vrex_squared_difference_is_rex_and_fishrs_form():
+    batch = _batch()
+    cfg = make_config(None, method="vrex", vrex_penalty="squared_difference")
+    penalty = VREx(cfg).penalty(batch)
+    expected = (batch.risks[:, 0] - batch.risks[:, 1]).pow(2)
+    torch.testing.assert_close(penalty, expected)
+    variance = VREx(make_config(None, method="vrex")).penalty(batch)
+    torch.testing.assert_close(penalty, 4 * variance)  # two environments: (L1 - L2)^2 = 4 var
+    with pytest.raises(ValueError, match="exactly two"):
+        VREx(cfg).penalty(_batch(sizes=(10, 10, 10)))

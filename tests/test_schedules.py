@@ -74,7 +74,7 @@ def test_polynomial_after_anneal_and_cap():
 
 
 def test_exponential_and_cap():
-    s = Schedule(family="exponential", k=3.0, rate=2.0)
+    s = Schedule(family="exponential", k=3.0, rate=2.0, cap=math.inf)
     assert [s(t) for t in range(5)] == [3.0, 6.0, 12.0, 24.0, 48.0]
     capped = Schedule(family="exponential", k=3.0, rate=2.0, cap=100.0)
     assert capped(5) == 96.0
@@ -82,8 +82,13 @@ def test_exponential_and_cap():
     assert capped(1000) == 100.0  # cap applies even after overflow
 
 
+def test_exponential_needs_an_explicit_cap():
+    with pytest.raises(ConfigError, match="penalty_cap"):
+        Schedule(family="exponential", k=1.0, rate=10.0)
+
+
 def test_uncapped_exponential_overflows_to_inf_without_raising():
-    s = Schedule(family="exponential", k=1.0, rate=10.0)
+    s = Schedule(family="exponential", k=1.0, rate=10.0, cap=math.inf)
     assert s(400) == math.inf  # 10.0 ** 400 overflows a double
     assert math.isfinite(s(300))
 
@@ -115,7 +120,7 @@ def test_jump_steps():
     ({"weight": -1.0}, "penalty_weight", "[0, inf]"),
     ({"family": "polynomial", "power": -0.5}, "poly_power", "[0, inf]"),
     ({"family": "polynomial", "k": -1.0}, "poly_k", "[0, inf]"),
-    ({"family": "exponential", "rate": 0.0}, "exp_rate", "(0, inf]"),
+    ({"family": "exponential", "rate": 0.0, "cap": 1.0}, "exp_rate", "(0, inf]"),
     ({"ramp_iters": 0}, "ramp_iters", "[1, inf]"),
     ({"anneal_iters": -1}, "anneal_iters", "[0, inf]"),
     ({"before": -0.1}, "weight_before_anneal", "[0, inf]"),
@@ -157,7 +162,7 @@ def test_step_values_must_be_non_negative():
 
 
 def test_integer_inputs_are_coerced_to_float():
-    s = Schedule(family="exponential", weight=3, k=2, rate=3)
+    s = Schedule(family="exponential", weight=3, k=2, rate=3, cap=10**9)
     assert isinstance(s.k, float) and isinstance(s.rate, float)
     assert isinstance(s(5), float)
 

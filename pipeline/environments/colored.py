@@ -12,7 +12,7 @@ import torch
 
 from pipeline.environments.sources import RawImages, RawSplit, load_fashion_mnist, load_mnist
 from pipeline.environments.store import Environment
-from pipeline.errors import ConfigError, check_range
+from pipeline.errors import ConfigError, as_number, check_range
 
 COLORINGS = ("irm", "irm_games")
 FASHION_FOOTWEAR = (5, 7, 9)  # Sandal, Sneaker, Ankle boot -> label 1
@@ -85,10 +85,12 @@ def _validate(params: dict) -> None:
     if not isinstance(flips, list | tuple) or len(flips) < 1:
         raise ConfigError("train_flips must be a list of colour-flip probabilities, one per "
                           f"training environment (got {flips!r})")
-    for i, p in enumerate(flips):
-        check_range(f"train_flips[{i}]", float(p), 0.0, 1.0)
-    check_range("test_flip", float(params["test_flip"]), 0.0, 1.0)
-    check_range("label_noise", float(params["label_noise"]), 0.0, 1.0)
+    params["train_flips"] = [as_number(f"train_flips[{i}]", p) for i, p in enumerate(flips)]
+    for i, p in enumerate(params["train_flips"]):
+        check_range(f"train_flips[{i}]", p, 0.0, 1.0)
+    for key in ("test_flip", "label_noise"):
+        params[key] = as_number(key, params[key])
+        check_range(key, params[key], 0.0, 1.0)
 
 
 def _environments(train: RawSplit, test: RawSplit, labels_of, params: dict, seed: int):
@@ -118,7 +120,12 @@ def build_colored_mnist(params: dict, seed: int) -> tuple[list[Environment], dic
     _validate(params)
     raw: RawImages = load_mnist(str(params["source"]))
     digits = raw.train  # the MNIST test split is never used by the protocol
-    n_train = int(params["n_train"])
+    n_train = as_number("n_train", params["n_train"], int)
+    if raw.reduced and n_train != COLORED_MNIST_DEFAULTS["n_train"]:
+        raise ConfigError("n_train is the split of the full MNIST train split; the reduced "
+                          "5k subset is always split 50:10 (leave n_train at 50000)")
+    if not raw.reduced:
+        check_range("n_train", n_train, 1, len(digits.labels) - 1)
     split_note = f"MNIST train split: images [0, {n_train}) train, [{n_train}, 60000) test"
     if raw.reduced:
         # The 5k subset is sorted by class: shuffle it (data seed) before the 50:10 split.
@@ -148,6 +155,8 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
     def footwear(classes: torch.Tensor) -> torch.Tensor:
         return torch.isin(classes, torch.tensor(FASHION_FOOTWEAR)).float()
 
+    if raw.test is None:
+        raise ConfigError(f"Fashion-MNIST from {raw.source} has no test split (t10k files)")
     train, test = without_bags(raw.train), without_bags(raw.test)
     envs = _environments(train, test, footwear, params, seed)
     info = {"source": raw.source, "reduced": raw.reduced,

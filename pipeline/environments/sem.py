@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.environments.store import Environment
-from pipeline.errors import ConfigError, check_range
+from pipeline.errors import ConfigError, as_number, check_range
 
 SEM_SETUPS = ("FOU", "FOS", "FEU", "FES", "POU", "POS", "PEU", "PES")
 SEM_DEFAULTS = {"setup": "FOU", "dim": 10, "n_samples": 1000, "env_sigmas": [0.2, 2.0, 5.0],
@@ -62,11 +62,12 @@ def parse_setup(setup: str) -> dict[str, bool]:
 
 def build_sem(params: dict, seed: int) -> tuple[list[Environment], dict]:
     flags = parse_setup(params["setup"])
-    dim, n = int(params["dim"]), int(params["n_samples"])
+    dim = as_number("dim", params["dim"], int)
+    n = as_number("n_samples", params["n_samples"], int)
     if dim < 2 or dim % 2:
         raise ConfigError(f"dim = {dim} must be an even integer >= 2 (x and z are dim/2 each)")
     check_range("n_samples", n, 1)
-    sigmas = [float(s) for s in params["env_sigmas"]]
+    sigmas = [as_number(f"env_sigmas[{i}]", s) for i, s in enumerate(params["env_sigmas"])]
     if len(sigmas) < 2:
         raise ConfigError(f"env_sigmas needs at least two environments (got {sigmas})")
     for i, s in enumerate(sigmas):
@@ -80,6 +81,7 @@ def build_sem(params: dict, seed: int) -> tuple[list[Environment], dict]:
     envs.append(Environment("solution", "meta", sem.solution().view(1, -1), torch.zeros(1),
                             {"what": "true causal coefficients on unscrambled (x, z)"},
                             {"scramble": sem.scramble}))
-    info = {"source": "synthetic", "reduced": False, "notes": [f"setup {params['setup']}: {flags}"],
+    info = {"task": "regression", "source": "synthetic", "reduced": False,
+            "notes": [f"setup {params['setup']}: {flags}"],
             "input_shape": [dim], "pixel_scale": None}
     return envs, info

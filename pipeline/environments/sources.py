@@ -60,20 +60,23 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def read_idx_dir(directory: Path, what: str) -> tuple[RawSplit, RawSplit]:
-    """Read the four standard idx files (train/t10k images and labels) from ``directory``."""
+def read_idx_dir(directory: Path, what: str,
+                 need_test: bool = True) -> tuple[RawSplit, RawSplit | None]:
+    """Read the standard idx files (train and, if present or needed, t10k) from ``directory``."""
     stems = {
         "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
         "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
     }
     paths = {key: _find_idx(directory, stem) for key, stem in stems.items()}
+    if not need_test and paths["test_x"] is None and paths["test_y"] is None:
+        del paths["test_x"], paths["test_y"]  # the IRM protocol never uses MNIST's test split
     missing = [stems[k] for k, p in paths.items() if p is None]
     if missing:
         raise ConfigError(
             f"{what}: {directory} lacks the idx files {', '.join(missing)} (plain or .gz)")
     arrays = {k: torch.from_numpy(read_idx(p).copy()) for k, p in paths.items()}
-    return (RawSplit(arrays["train_x"], arrays["train_y"].long()),
-            RawSplit(arrays["test_x"], arrays["test_y"].long()))
+    test = (RawSplit(arrays["test_x"], arrays["test_y"].long()) if "test_x" in arrays else None)
+    return RawSplit(arrays["train_x"], arrays["train_y"].long()), test
 
 
 def load_fashion_mnist(source: str = "auto") -> RawImages:
@@ -113,7 +116,7 @@ def load_mnist(source: str = "auto") -> RawImages:
             raise ConfigError(
                 f"source = {source!r} is neither one of {', '.join(MNIST_SOURCES)} nor a "
                 "directory holding MNIST's idx files")
-        train, test = read_idx_dir(directory, "MNIST")
+        train, test = read_idx_dir(directory, "MNIST", need_test=False)
         return RawImages(train, test, source=f"directory:{directory.resolve()}", reduced=False)
     if source in ("auto", "torchvision"):
         try:
@@ -141,9 +144,12 @@ def _torchvision(name: str) -> RawImages:
     root = Path(os.environ.get("PIPELINE_RAW_DIR", DEFAULT_RAW_DIR))
     cls = getattr(datasets, name)
     train = cls(str(root), train=True, download=True)
-    test = cls(str(root), train=False, download=True)
-    return RawImages(RawSplit(train.data.clone(), train.targets.clone().long()),
-                     RawSplit(test.data.clone(), test.targets.clone().long()),
+    try:
+        test = cls(str(root), train=False, download=True)
+        test_split = RawSplit(test.data.clone(), test.targets.clone().long())
+    except Exception:  # noqa: BLE001 - Colored MNIST never uses the test split
+        test_split = None
+    return RawImages(RawSplit(train.data.clone(), train.targets.clone().long()), test_split,
                      source=f"torchvision:{name}:{root}", reduced=False)
 
 

@@ -22,7 +22,7 @@ def build(tmp_path_factory, setup: str, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def sems(tmp_path_factory) -> dict:
-    return {setup: build(tmp_path_factory, setup) for setup in ("FOU", "FEU", "FOS")}
+    return {setup: build(tmp_path_factory, setup) for setup in ("FOU", "FEU", "FOS", "POU")}
 
 
 def pooled(envset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,3 +140,23 @@ def test_defaults():
     assert params["setup"] == "PES"
     assert params["env_sigmas"] == SIGMAS
     assert resolve_dataset_params("sem")["setup"] == "FOU"
+
+
+@pytest.mark.parametrize("setup,hetero", [("FOU", False), ("FEU", True)])
+def test_noise_on_y_is_homo_or_heteroskedastic(sems, setup, hetero):
+    """Y - sum(x) is the summed noise of y: variance d (O) or d * sigma^2 (E)."""
+    d = DIM // 2
+    for env in sems[setup].train:
+        residual = env.y - env.x[:, :d].sum(1)
+        expected = d * env.params["sigma"] ** 2 if hetero else d
+        assert residual.var().item() == pytest.approx(expected, rel=0.1)
+
+
+def test_hidden_confounder_biases_causal_ols_in_partially_observed_setups(sems):
+    """With h -> y (P), regressing Y on x alone no longer recovers the causal ones."""
+    x, y = pooled(sems["POU"])
+    w = ols(x[:, :DIM // 2], y)
+    assert (w - 1).abs().max().item() > 0.02
+    x, y = pooled(sems["FOU"])
+    w = ols(x[:, :DIM // 2], y)
+    assert (w - 1).abs().max().item() < 0.02
