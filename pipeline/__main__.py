@@ -23,6 +23,7 @@ commands:
   make-envs   build a dataset's environments once and save them with a manifest
   train       train a method for K seeds (one batched model) and print per-environment accuracy
   schedule    print or plot a penalty-weight schedule (constant, step, linear, polynomial, ...)
+  summarize   a markdown table of train results
 
 Run `python -m pipeline COMMAND --help` for the options of each command."""
 
@@ -101,6 +102,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from pipeline.reporting import markdown_summary
+
+    results = []
+    for path in args.results:
+        try:
+            results.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable train result ({exc})") from None
+    print(markdown_summary(results))
+    print("\naccuracy: mean ± std over seeds (ddof = 0), final step; no model selection "
+          "(fixed published hyperparameters)")
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     from pipeline.schedules import curve
 
@@ -171,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("summarize", help="a markdown table of train results (JSON files)",
+                       description="Print one markdown row per `train --out` JSON file: "
+                       "dataset and source (REDUCED flagged), method, config, seeds, dtype, "
+                       "train / test / grayscale-test accuracy and diverged members.")
+    p.add_argument("results", type=Path, nargs="+", help="JSON files written by train --out")
+    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("schedule", help="print (and plot) a penalty-weight schedule",
                        description="Evaluate the penalty-weight schedule of a config at every "

@@ -33,3 +33,22 @@ def result_table(result: TrainResult | dict) -> str:
     for m in diverged:
         lines.append(f"seed {m['seed']}: DIVERGED at step {m['diverged_step']} (not averaged)")
     return "\n".join(lines)
+
+
+def markdown_summary(results: list[dict]) -> str:
+    """One row per result file: what ran, on which data, and train/test accuracy over seeds."""
+    header = ("| dataset (source) | method | config | seeds | dtype | train % | test % "
+              "| gray test % | diverged |")
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for r in results:
+        cfg, data, metrics = r["config"], r["data"], r["metrics"]
+        source = data["source"] + (", REDUCED" if data["reduced"] else "")
+        config = (f"H={cfg['hidden_dim']}, lr={cfg['lr']:.3g}, l2={cfg['l2_weight']:.3g}, "
+                  f"lambda={cfg['penalty_weight']:.6g}, anneal={cfg['anneal_iters']}, "
+                  f"{r['runtime']['steps_run']} steps")
+        n_div = sum(m["status"] == "diverged" for m in r["members"])
+        lines.append(f"| {data['dataset']} ({source}) | {cfg['method']} | {config} | "
+                     f"{len(r['seeds'])} | {r['runtime']['dtype']} | "
+                     f"{_pct(metrics.get('train_acc'))} | {_pct(metrics.get('test_acc'))} | "
+                     f"{_pct(metrics.get('test_gray_acc'))} | {n_div} |")
+    return "\n".join(lines)

