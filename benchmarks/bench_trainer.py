@@ -115,17 +115,20 @@ def main() -> None:
 
 def gpu_sweep(preset: str, envs, steps: int) -> None:
     print("\nGPU sweep: ms/step/seed")
-    print(f"{'K':>4} {'fp32':>8} {'tf32':>8} {'bf16':>8}")
+    print(f"{'K':>4} {'formulation':<12} {'fp32':>8} {'tf32':>8} {'bf16':>8}")
     for k in (1, 4, 16, 64):
-        row = []
-        for mode in ("fp32", "tf32", "bf16"):
-            torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-            cfg = make_config(preset, steps=steps, eval_every=10**9, device="cuda",
-                              dtype="bf16" if mode == "bf16" else "fp32")
-            t, _ = time_batched(cfg, list(range(k)), envs)
-            row.append(1000 * t)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        print(f"{k:>4} {row[0]:8.2f} {row[1]:8.2f} {row[2]:8.2f}", flush=True)
+        for formulation in ("bmm", "linear"):
+            row = []
+            for mode in ("fp32", "tf32", "bf16"):
+                torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+                cfg = make_config(preset, steps=steps, eval_every=10**9, device="cuda",
+                                  formulation=formulation,
+                                  dtype="bf16" if mode == "bf16" else "fp32")
+                t, _ = time_batched(cfg, list(range(k)), envs)
+                row.append(1000 * t)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            print(f"{k:>4} {formulation:<12} {row[0]:8.2f} {row[1]:8.2f} {row[2]:8.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

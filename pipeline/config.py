@@ -48,6 +48,7 @@ class TrainConfig:
     steps: int = 501
     batch_size: int = 0  # per environment; 0 = full batch (the IRM protocol)
     eval_every: int = 100  # test environments are evaluated here and at the last step
+    holdout_fraction: float = 0.0  # of each training env, held out as NAME_val (0 = protocol)
     # execution (recorded; they may change the last bits of the numbers)
     device: str = "auto"
     dtype: str = "fp32"
@@ -164,6 +165,7 @@ def validate(cfg: TrainConfig) -> None:
     check_range("steps", cfg.steps, 1)
     check_range("batch_size", cfg.batch_size, 0)
     check_range("eval_every", cfg.eval_every, 1)
+    check_range("holdout_fraction", cfg.holdout_fraction, 0.0, 0.9)
     check_range("threads", cfg.threads, 0)
     if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
         raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")

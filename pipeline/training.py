@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import TrainConfig, validate
-from pipeline.environments import EnvSet, load_envs
+from pipeline.environments import EnvSet, Environment, load_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, StepBatch, accuracy, bce
 from pipeline.models import build_stacked, squared_weight_norm
@@ -73,24 +73,44 @@ def aggregate(members: list[dict]) -> dict:
 
 
 class _Data:
-    """The environments as device tensors, prepared once per run."""
+    """The environments as device tensors, prepared once per run.
 
-    def __init__(self, envset: EnvSet, device: torch.device):
-        self.train_envs, self.test_envs = envset.train, envset.test
+    With ``holdout_fraction`` > 0 the last fraction of each training environment (the
+    environments are already shuffled) becomes a validation environment ``NAME_val``, evaluated
+    with the test environments: the data of training-domain validation.
+    """
+
+    def __init__(self, envset: EnvSet, device: torch.device, holdout_fraction: float = 0.0):
         task = envset.manifest.get("task", "binary_classification")
         if task != "binary_classification":
             raise ConfigError(f"dataset {envset.manifest.get('dataset')!r} is a {task} task; "
                               "the trainer handles binary classification (image datasets)")
-        if not self.train_envs:
+        if not envset.train:
             raise ConfigError(f"dataset at {envset.path} has no training environments")
+        self.train_envs, val_envs = [], []
+        for env in envset.train:
+            n_val = round(len(env) * holdout_fraction)
+            if holdout_fraction and not 0 < n_val < len(env):
+                raise ConfigError(f"holdout_fraction = {holdout_fraction} leaves no training or "
+                                  f"no validation examples in {env.name} ({len(env)} examples)")
+            keep = len(env) - n_val
+            self.train_envs.append(_slice(env, 0, keep, env.name, "train"))
+            if n_val:
+                val_envs.append(_slice(env, keep, len(env), f"{env.name}_val", "val"))
+        self.eval_envs = val_envs + envset.test
         self.sizes = [len(e) for e in self.train_envs]
         # full batch: one forward over every environment; the per-environment views share it
         self.x_all = torch.cat([envset.inputs(e) for e in self.train_envs]).to(device)
         self.x = list(self.x_all.split(self.sizes))
         self.y = [e.y.float().to(device) for e in self.train_envs]
-        self.test_x = [envset.inputs(e).to(device) for e in self.test_envs]
-        self.test_y = [e.y.float().to(device) for e in self.test_envs]
+        self.eval_x = [envset.inputs(e).to(device) for e in self.eval_envs]
+        self.eval_y = [e.y.float().to(device) for e in self.eval_envs]
         self.input_shape = list(envset.manifest["input_shape"])
+
+
+def _slice(env: Environment, start: int, stop: int, name: str, role: str) -> Environment:
+    return Environment(name, role, env.x[start:stop], env.y[start:stop], env.params,
+                       {k: v[start:stop] for k, v in env.extra.items()})
 
 
 class Trainer:
@@ -109,7 +129,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.envset = envset if envset is not None else load_envs(
             Path(cfg.envs_dir) / cfg.dataset)
-        self.data = _Data(self.envset, self.device)
+        self.data = _Data(self.envset, self.device, cfg.holdout_fraction)
         self.schedule = cfg.schedule_obj()
         self.method = METHODS[cfg.method](cfg)
         self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
@@ -159,7 +179,7 @@ class Trainer:
         cfg, data, k = self.cfg, self.data, len(self.seeds)
         steps, dev = cfg.steps, self.device
         train_names = [e.name for e in data.train_envs]
-        test_names = [e.name for e in data.test_envs]
+        eval_names = [e.name for e in data.eval_envs]
         optimizer = self._optimizer()
         jumps = set(self.schedule.jump_steps()) if cfg.jump_rule == "reset_adam" else set()
         curve_names = ["objective", "nll", "penalty", *[f"{n}_acc" for n in train_names]]
@@ -167,8 +187,8 @@ class Trainer:
         weights = []
         eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1})
         self._eval_steps = eval_steps
-        test_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
-                      for n in test_names}
+        eval_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
+                      for n in eval_names}
         eval_rows = {step: row for row, step in enumerate(eval_steps)}
         diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
         start, last_step = time.perf_counter(), steps - 1
@@ -196,16 +216,16 @@ class Trainer:
                 diverged_at = torch.where(newly, step, diverged_at)
             if step in eval_rows:
                 row = eval_rows[step]
-                for name, acc in zip(test_names, self._evaluate(data.test_x, data.test_y),
+                for name, acc in zip(eval_names, self._evaluate(data.eval_x, data.eval_y),
                                      strict=True):
-                    test_curve[name][row] = acc
+                    eval_curve[name][row] = acc
                 if bool((diverged_at >= 0).all()):
                     last_step = step  # every member diverged: nothing left to train
                     break
             now = time.perf_counter()
             if step in eval_rows or now - last_report >= self.progress_interval_s:
                 last_report = now  # test accuracy shown is that of the latest evaluation
-                self._report(step, start, lam, curves, test_curve, row, train_names, test_names,
+                self._report(step, start, lam, curves, eval_curve, row, train_names, eval_names,
                              diverged_at)
             if step == steps - 1:
                 break  # final metrics are those of the last step's forward, before its update
@@ -213,10 +233,10 @@ class Trainer:
             self.method.backward(objective, batch, self.model.member_parameters())
             optimizer.step()
         wall = time.perf_counter() - start
-        return self._result(curves, test_curve, eval_steps, weights, diverged_at, last_step,
-                            train_names, test_names, wall)
+        return self._result(curves, eval_curve, eval_steps, weights, diverged_at, last_step,
+                            train_names, eval_names, wall)
 
-    def _report(self, step, start, lam, curves, test_curve, row, train_names, test_names,
+    def _report(self, step, start, lam, curves, eval_curve, row, train_names, eval_names,
                 diverged_at) -> None:
         if self.progress is None:
             return
@@ -231,13 +251,13 @@ class Trainer:
                        "evaluated_at": self._eval_steps[row],
                        "eta_s": elapsed / (step + 1) * (self.cfg.steps - step - 1),
                        "penalty_weight": lam, "train_acc": mean_alive(train),
-                       **{f"{n}_acc": mean_alive(test_curve[n][row]) for n in test_names},
+                       **{f"{n}_acc": mean_alive(eval_curve[n][row]) for n in eval_names},
                        "diverged": int((~alive).sum())})
 
-    def _result(self, curves, test_curve, eval_steps, weights, diverged_at, last_step,
-                train_names, test_names, wall) -> TrainResult:
+    def _result(self, curves, eval_curve, eval_steps, weights, diverged_at, last_step,
+                train_names, eval_names, wall) -> TrainResult:
         curves = {n: c.cpu() for n, c in curves.items()}
-        test_curve = {n: c.cpu() for n, c in test_curve.items()}
+        eval_curve = {n: c.cpu() for n, c in eval_curve.items()}
         diverged_at = diverged_at.cpu().tolist()
         final_row = eval_steps.index(last_step)
         members = []
@@ -247,9 +267,12 @@ class Trainer:
                                 "diverged_step": diverged_at[i], "metrics": {}})
                 continue
             env_acc = {f"{n}_acc": curves[f"{n}_acc"][last_step, i].item() for n in train_names}
+            eval_acc = {f"{n}_acc": eval_curve[n][final_row, i].item() for n in eval_names}
+            val_acc = [v for k, v in eval_acc.items() if k.endswith("_val_acc")]
             metrics = {**env_acc,
                        "train_acc": sum(env_acc.values()) / len(env_acc),
-                       **{f"{n}_acc": test_curve[n][final_row, i].item() for n in test_names},
+                       **eval_acc,
+                       **({"val_acc": sum(val_acc) / len(val_acc)} if val_acc else {}),
                        "nll": curves["nll"][last_step, i].item(),
                        "penalty": curves["penalty"][last_step, i].item()}
             members.append({"seed": seed, "status": "ok", "diverged_step": None,
@@ -269,7 +292,7 @@ class Trainer:
         curve_out = {"step": steps_run, "penalty_weight": weights[: last_step + 1],
                      **{n: per_member(c[: last_step + 1], steps_run) for n, c in curves.items()},
                      "eval_step": eval_steps,
-                     **{f"{n}_acc": per_member(c, eval_steps) for n, c in test_curve.items()}}
+                     **{f"{n}_acc": per_member(c, eval_steps) for n, c in eval_curve.items()}}
         manifest = self.envset.manifest
         data = {"dataset": manifest.get("dataset"), "path": str(self.envset.path),
                 "manifest_sha256": self.envset.manifest_sha256, "source": manifest.get("source"),
