@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import TrainConfig, validate
-from pipeline.environments import EnvSet, Environment, load_envs
+from pipeline.environments import Environment, EnvSet, load_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, StepBatch, accuracy, bce
 from pipeline.models import build_stacked, squared_weight_norm
