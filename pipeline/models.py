@@ -135,6 +135,10 @@ class StackedMLP(nn.Module):
     def n_members(self) -> int:
         return self.weights[0].shape[0]
 
+    @property
+    def resolved_formulation(self) -> str:
+        return "bmm" if self._use_bmm(self.weights[0]) else "linear"
+
     def _use_bmm(self, x: torch.Tensor) -> bool:
         # auto = bmm: faster on this project's 2-core CPU in fp32 and bf16 (benchmarks/) and
         # the natural batched kernel on GPUs.

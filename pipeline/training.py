@@ -299,6 +299,7 @@ class Trainer:
                 "reduced": bool(manifest.get("reduced")), "data_seed": manifest.get("data_seed")}
         runtime = {"device": str(self.device), "dtype": self.cfg.dtype,
                    "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                   "formulation": getattr(self.model, "resolved_formulation", "vmap"),
                    "threads": torch.get_num_threads(), "wall_s": wall,
                    "steps_run": last_step + 1,
                    "ms_per_step": 1000 * wall / (last_step + 1),
