@@ -75,7 +75,7 @@ def train_reference(cfg: TrainConfig, seed: int, envset: EnvSet,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    if mlp.lin1.weight.is_cuda:
+    if next(mlp.parameters()).is_cuda:
         torch.cuda.synchronize()
     if record is not None:
         record["loop_seconds"] = [time.perf_counter() - start]
