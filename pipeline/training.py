@@ -134,6 +134,7 @@ class Trainer:
         self.method = METHODS[cfg.method](cfg)
         self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
                                    cfg.formulation).to(self.device)
+        self.git = git_revision()  # the code that runs: read now, not when the run ends
         self.progress_interval_s = 30.0  # progress at every evaluation and at least this often
         self.samplers = [torch.Generator().manual_seed(derive_seed(s, "minibatch"))
                          for s in self.seeds]
@@ -304,7 +305,7 @@ class Trainer:
                    "steps_run": last_step + 1,
                    "ms_per_step": 1000 * wall / (last_step + 1),
                    "ms_per_step_per_seed": 1000 * wall / (last_step + 1) / len(self.seeds),
-                   "git": git_revision()}
+                   "git": self.git}
         return TrainResult(self.cfg.to_dict(), self.seeds, members, aggregate(members),
                            curve_out, data, runtime)
 
