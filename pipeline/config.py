@@ -7,7 +7,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from pipeline.errors import ConfigError, check_range, unknown_name_message
+from pipeline.errors import ConfigError, as_number, check_range, unknown_name_message
 from pipeline.schedules import Schedule
 
 DTYPES = ("fp32", "bf16")
@@ -85,14 +85,6 @@ def _field_type(name: str):
     return typing.get_type_hints(TrainConfig)[name]
 
 
-def _to_int(value) -> int:
-    """``"60"``, ``60.0`` and ``"1e3"`` are integers; ``1.5`` is an error, never truncated."""
-    as_float = float(value)
-    if as_float != int(as_float):
-        raise ValueError
-    return int(as_float)
-
-
 def coerce(key: str, value):
     """Convert ``value`` (a string from the CLI, or a YAML value) to the field's type."""
     if key not in _FIELDS:
@@ -108,9 +100,9 @@ def coerce(key: str, value):
             (inner,) = typing.get_args(kind)
             if isinstance(value, str):
                 value = [v for v in value.strip("[]").split(",") if v.strip()]
-            return [_to_int(v) if inner is int else inner(v) for v in value]
+            return [as_number(key, v, int) if inner is int else inner(v) for v in value]
         if kind is int:
-            return _to_int(value)
+            return as_number(key, value, int)
         if kind is float:
             return float(value)
         if kind is str:
