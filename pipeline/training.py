@@ -53,11 +53,13 @@ class TrainResult:
     data: dict
     runtime: dict
     versions: dict = field(default_factory=library_versions)
+    # metrics of shorter runs read off this one: {"101": {"members": [...], "metrics": {...}}}
+    at_steps: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"config": self.config, "seeds": self.seeds, "metrics": self.metrics,
-                "members": self.members, "data": self.data, "runtime": self.runtime,
-                "versions": self.versions, "curves": self.curves}
+                "members": self.members, "at_steps": self.at_steps, "data": self.data,
+                "runtime": self.runtime, "versions": self.versions, "curves": self.curves}
 
 
 def aggregate(members: list[dict]) -> dict:
@@ -114,16 +116,25 @@ def _slice(env: Environment, start: int, stop: int, name: str, role: str) -> Env
 
 
 class Trainer:
-    """Trains ``len(seeds)`` members of ``cfg`` together and returns a :class:`TrainResult`."""
+    """Trains ``len(seeds)`` members of ``cfg`` together and returns a :class:`TrainResult`.
+
+    ``record_at`` lists shorter run lengths (in steps) whose final metrics are read off this
+    run: training is the same up to there, so a run of 501 steps also gives the runs of 101,
+    201, ... steps (the IRM search's exhaustive ``steps``), bit for bit.
+    """
 
     def __init__(self, cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
-                 progress: ProgressFn | None = None):
+                 progress: ProgressFn | None = None, record_at: Sequence[int] = ()):
         validate(cfg)
         self.cfg, self.seeds, self.progress = cfg, [int(s) for s in seeds], progress
         if not self.seeds:
             raise ConfigError("seeds: at least one seed is needed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct (got {self.seeds})")
+        self.record_at = sorted({int(s) for s in record_at})
+        if self.record_at and not 1 <= self.record_at[0] <= self.record_at[-1] <= cfg.steps:
+            raise ConfigError(f"record_at = {self.record_at}: every run length must be in "
+                              f"1..steps ({cfg.steps})")
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -186,7 +197,8 @@ class Trainer:
         curve_names = ["objective", "nll", "penalty", *[f"{n}_acc" for n in train_names]]
         curves = {n: torch.full((steps, k), math.nan, device=dev) for n in curve_names}
         weights = []
-        eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1})
+        eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1,
+                             *(n - 1 for n in self.record_at)})
         self._eval_steps = eval_steps
         eval_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
                       for n in eval_names}
@@ -247,37 +259,61 @@ class Trainer:
         def mean_alive(t: torch.Tensor) -> float:
             return t[alive].mean().item() if alive.any() else math.nan
 
-        train = torch.stack([curves[f"{n}_acc"][step] for n in train_names]).mean(0)
+        def stat(t: torch.Tensor) -> dict:
+            values = t[alive].double()
+            if not len(values):
+                return {"mean": math.nan, "std": math.nan}
+            return {"mean": values.mean().item(), "std": values.std(unbiased=False).item()}
+
+        per_env = {f"{n}_acc": curves[f"{n}_acc"][step] for n in train_names}
+        train = torch.stack(list(per_env.values())).mean(0)
+        evals = {f"{n}_acc": eval_curve[n][row] for n in eval_names}
+        val = [v for k, v in evals.items() if k.endswith("_val_acc")]
+        metrics = {**per_env, "train_acc": train, **evals,
+                   **({"val_acc": torch.stack(val).mean(0)} if val else {})}
         self.progress({"step": step, "steps": self.cfg.steps, "elapsed_s": elapsed,
                        "evaluated_at": self._eval_steps[row],
                        "eta_s": elapsed / (step + 1) * (self.cfg.steps - step - 1),
                        "penalty_weight": lam, "train_acc": mean_alive(train),
                        **{f"{n}_acc": mean_alive(eval_curve[n][row]) for n in eval_names},
-                       "diverged": int((~alive).sum())})
+                       "diverged": int((~alive).sum()),
+                       # mean and std (ddof = 0) over the members that have not diverged
+                       "metrics": {k: stat(v) for k, v in metrics.items()}})
 
     def _result(self, curves, eval_curve, eval_steps, weights, diverged_at, last_step,
                 train_names, eval_names, wall) -> TrainResult:
         curves = {n: c.cpu() for n, c in curves.items()}
         eval_curve = {n: c.cpu() for n, c in eval_curve.items()}
         diverged_at = diverged_at.cpu().tolist()
-        final_row = eval_steps.index(last_step)
-        members = []
-        for i, seed in enumerate(self.seeds):
-            if diverged_at[i] >= 0:
-                members.append({"seed": seed, "status": "diverged",
+        rows = {step: row for row, step in enumerate(eval_steps)}
+
+        def members_at(step: int) -> list[dict]:
+            """Per-seed final metrics of a run that ends after ``step + 1`` steps."""
+            out = []
+            for i, seed in enumerate(self.seeds):
+                if 0 <= diverged_at[i] <= step or step > last_step:
+                    out.append({"seed": seed, "status": "diverged",
                                 "diverged_step": diverged_at[i], "metrics": {}})
-                continue
-            env_acc = {f"{n}_acc": curves[f"{n}_acc"][last_step, i].item() for n in train_names}
-            eval_acc = {f"{n}_acc": eval_curve[n][final_row, i].item() for n in eval_names}
-            val_acc = [v for k, v in eval_acc.items() if k.endswith("_val_acc")]
-            metrics = {**env_acc,
-                       "train_acc": sum(env_acc.values()) / len(env_acc),
-                       **eval_acc,
-                       **({"val_acc": sum(val_acc) / len(val_acc)} if val_acc else {}),
-                       "nll": curves["nll"][last_step, i].item(),
-                       "penalty": curves["penalty"][last_step, i].item()}
-            members.append({"seed": seed, "status": "ok", "diverged_step": None,
+                    continue
+                env_acc = {f"{n}_acc": curves[f"{n}_acc"][step, i].item() for n in train_names}
+                eval_acc = {f"{n}_acc": eval_curve[n][rows[step], i].item()
+                            for n in eval_names}
+                val_acc = [v for k, v in eval_acc.items() if k.endswith("_val_acc")]
+                metrics = {**env_acc,
+                           "train_acc": sum(env_acc.values()) / len(env_acc),
+                           **eval_acc,
+                           **({"val_acc": sum(val_acc) / len(val_acc)} if val_acc else {}),
+                           "nll": curves["nll"][step, i].item(),
+                           "penalty": curves["penalty"][step, i].item()}
+                out.append({"seed": seed, "status": "ok", "diverged_step": None,
                             "metrics": metrics})
+            return out
+
+        members = members_at(last_step)
+        at_steps = {}
+        for n in self.record_at:
+            at = members_at(n - 1)
+            at_steps[str(n)] = {"members": at, "metrics": aggregate(at)}
 
         def per_member(t: torch.Tensor, steps_of_rows: list[int]) -> list[list[float | None]]:
             cols = []
@@ -307,10 +343,10 @@ class Trainer:
                    "ms_per_step_per_seed": 1000 * wall / (last_step + 1) / len(self.seeds),
                    "git": self.git}
         return TrainResult(self.cfg.to_dict(), self.seeds, members, aggregate(members),
-                           curve_out, data, runtime)
+                           curve_out, data, runtime, at_steps=at_steps)
 
 
 def train(cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
-          progress: ProgressFn | None = None) -> TrainResult:
+          progress: ProgressFn | None = None, record_at: Sequence[int] = ()) -> TrainResult:
     """Train one configuration for every seed in ``seeds`` as one batched model."""
-    return Trainer(cfg, seeds, envset, progress).run()
+    return Trainer(cfg, seeds, envset, progress, record_at).run()

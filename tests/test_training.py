@@ -223,3 +223,28 @@ def test_irm_beats_erm_out_of_distribution_on_a_small_run(fashion_envs):
     erm_test, irm_test = erm.metrics["test_acc"]["mean"], irm.metrics["test_acc"]["mean"]
     assert erm_test < 0.35  # ERM follows the colour, which flips in the test environment
     assert irm_test > erm_test + 0.20
+
+
+@pytest.mark.parametrize("batch_size", [0, 32])
+def test_shorter_runs_read_off_a_longer_one_are_bit_identical(tiny_envs, batch_size):
+    cfg = _cfg(steps=14, eval_every=5, batch_size=batch_size)
+    longer = train(cfg, [0, 1], envset=tiny_envs, record_at=[6, 14])
+    short = train(_cfg(steps=6, eval_every=5, batch_size=batch_size), [0, 1], envset=tiny_envs)
+    assert longer.at_steps["6"]["members"] == short.members  # exact, not approximate
+    assert longer.at_steps["6"]["metrics"] == short.metrics
+    assert longer.at_steps["14"]["members"] == longer.members
+    assert longer.at_steps["6"]["metrics"] != longer.metrics
+
+
+def test_record_at_outside_the_run_is_an_error(tiny_envs):
+    with pytest.raises(ConfigError, match="record_at"):
+        Trainer(_cfg(steps=10), [0], envset=tiny_envs, record_at=[5, 11])
+
+
+def test_progress_reports_mean_and_std_per_environment(tiny_envs):
+    seen = []
+    train(_cfg(steps=9, eval_every=4), [0, 1, 2], envset=tiny_envs, progress=seen.append)
+    assert [info["step"] for info in seen] == [0, 4, 8]
+    last = seen[-1]["metrics"]
+    assert {"train0_acc", "train1_acc", "train_acc", "test_acc"} <= set(last)
+    assert all(0.0 <= v["mean"] <= 1.0 and v["std"] >= 0.0 for v in last.values())
