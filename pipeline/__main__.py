@@ -24,6 +24,8 @@ commands:
   train       train a method for K seeds (one batched model) and print per-environment accuracy
   schedule    print or plot a penalty-weight schedule (constant, step, linear, polynomial, ...)
   summarize   a markdown table of train results
+  search      a hyperparameter search: Ray Tune runs the trials, Optuna samples, a rule selects
+  rerun       retrain one finished search trial outside Ray Tune and check its numbers
 
 Run `python -m pipeline COMMAND --help` for the options of each command."""
 
@@ -145,6 +147,95 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_params(path: Path, explicit: bool) -> dict:
+    import yaml
+
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"--params {path}: no such file")
+        return {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--params {path}: not valid YAML ({exc})") from None
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline.search.runner import run_search, spec_from_params
+
+    params = _load_params(args.params, args.params_given)
+    section = dict(params.get("search") or {})
+    fixed = {**(section.pop("set", None) or {}), **parse_set(args.set)}
+    sampler = args.sampler or section.get("sampler", "tpe")
+    out = args.out or Path("results/search") / (
+        f"{args.dataset}-{args.space or args.method}-{sampler}")
+    spec = spec_from_params(
+        section, dataset=args.dataset, method=args.method, space=args.space, out=str(out),
+        sampler=args.sampler, trials=args.trials, seeds=args.seeds, search_seed=args.seed,
+        selection=args.selection, fixed=fixed, address=args.address, storage=args.storage,
+        envs_dir=None if args.envs_dir is None else str(args.envs_dir),
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent, asha_grace=args.asha_grace)
+    outcome = run_search(spec)
+    failed = [r for r in outcome.table if r["status"] in ("failed", "not run")]
+    return 1 if failed and len(failed) == len(outcome.table) else 0
+
+
+def _find_record(trial: str, search_dir: Path | None) -> dict:
+    """A done record from its file, its Tune trial directory, or its key / Tune trial id."""
+    path = Path(trial)
+    if path.is_file():
+        return json.loads(path.read_text())
+    roots = [search_dir] if search_dir else []
+    if path.is_dir():
+        result = path / "result.json"
+        if result.is_file():  # a Tune trial directory: its reports carry the trial key
+            lines = [json.loads(line) for line in result.read_text().splitlines() if line]
+            trial = next((r["trial_key"] for r in reversed(lines) if "trial_key" in r), trial)
+        roots += list(path.resolve().parents)
+    for root in roots:
+        candidate = root / "trials" / f"{trial}.json"
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+        table = root / "trials.csv"
+        if table.is_file():
+            import pandas as pd
+
+            rows = pd.read_csv(table)
+            match = rows[rows["trial"].astype(str) == trial]
+            if len(match):
+                return json.loads((root / "trials" / f"{match.iloc[0]['trial_key']}.json")
+                                  .read_text())
+    raise ConfigError(f"--trial {trial!r}: not a done record (OUT/trials/KEY.json), a Tune trial "
+                      "directory, or a trial key / id of the search in --search")
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from pipeline.search.trial import rerun
+
+    record = _find_record(args.trial, args.search)
+    stored = record["result"]
+    print(f"rerunning trial {record['key']} of search {record['search_hash']}: "
+          f"{json.dumps(record['sampled'])}, seeds {stored['seeds']}", file=sys.stderr)
+    again = rerun(record).to_dict()
+    print(result_table(again))
+    parts = [("final", stored["members"], again["members"])]
+    parts += [(f"steps={n}", at["members"], again["at_steps"].get(n, {}).get("members"))
+              for n, at in stored.get("at_steps", {}).items()]
+    different = [name for name, a, b in parts if a != b]
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(again, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    if different:
+        print(f"DIFFERENT from the stored trial at: {', '.join(different)} (stored on "
+              f"{record['node'].get('hostname')}, {stored['runtime']['device']}, "
+              f"{stored['runtime']['threads']} threads)")
+        return 1
+    print("identical to the stored trial, bit for bit (every seed, every recorded run length)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,11 +297,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
     p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
     p.set_defaults(func=cmd_schedule)
+
+    from pipeline.selection import SELECTION_RULES
+
+    p = sub.add_parser(
+        "search", help="hyperparameter search on Ray Tune with Optuna",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One Ray Tune run: Optuna samples configurations from the method's search "
+        "space (params.yaml: search.spaces), each trial trains K seeds as one batched model, "
+        "and a named selection rule picks the best. Local Ray by default; --address joins a "
+        "cluster. Running the same command again resumes a killed search.",
+        epilog="selection rules:\n" + "\n".join(
+            f"  {k:<18} {v.score.__doc__.splitlines()[0]}"
+            f"{'  [USES TEST DATA]' if v.uses_test_data else ''}"
+            for k, v in SELECTION_RULES.items()) +
+        "\n\noutputs (--out): search.json, trials.parquet, trials.csv, best.json, study.db "
+        "(Optuna), trials/KEY.json (done records), ray/ (Tune state)")
+    p.add_argument("--dataset", required=True, help="a saved environment set under --envs-dir")
+    p.add_argument("--method", required=True, choices=sorted(METHODS))
+    p.add_argument("--space", default=None,
+                   help="name of the space under search.spaces (default: the method's name)")
+    p.add_argument("--sampler", default=None, choices=["tpe", "random", "grid"],
+                   help="Optuna sampler (default from params, else tpe)")
+    p.add_argument("--trials", type=int, default=None, help="number of trials (default 20; "
+                   "grid: the grid's size)")
+    p.add_argument("--seeds", type=parse_seeds, default=None,
+                   help="seeds of every trial: a count (3 = 0..2), list or range (default 3)")
+    p.add_argument("--seed", type=int, default=None, help="search seed (Optuna's sampler)")
+    p.add_argument("--selection", default=None, choices=sorted(SELECTION_RULES),
+                   help="model-selection rule (default train_domain_val)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a config key in every trial, e.g. steps=60 (wins over the space)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default results/search/DATASET-SPACE-SAMPLER)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address HOST:PORT (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
+    p.add_argument("--params", type=Path, default=None,
+                   help="params file with the search section (default params.yaml)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--cpus-per-trial", type=float, default=None)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="fractional GPUs per trial, e.g. 0.25")
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--asha-grace", type=int, default=None,
+                   help="ASHA early stopping with this grace period in steps (must exceed "
+                   "the largest anneal_iters in the space)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("rerun", help="retrain one search trial outside Ray Tune",
+                       description="Retrain a finished trial from its done record (config, "
+                       "seeds, run lengths) in this process and compare every number with "
+                       "the stored ones; on CPU they are identical bit for bit.")
+    p.add_argument("--trial", required=True,
+                   help="OUT/trials/KEY.json, a Tune trial directory, or a trial key / Tune "
+                   "trial id (with --search)")
+    p.add_argument("--search", type=Path, default=None, help="the search's output directory")
+    p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
+    p.set_defaults(func=cmd_rerun)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "search":
+        args.params_given = args.params is not None
+        args.params = args.params or Path("params.yaml")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")

@@ -55,6 +55,14 @@ def irm_paper(record: dict, train_keys: list[str]) -> float | None:
     return min(values)
 
 
+def leave_one_env_out(record: dict, train_keys: list[str]) -> float | None:
+    """DomainBed's leave-one-domain-out: accuracy on each training env, retrained without it.
+
+    ``loo_acc`` is the mean over the left-out environments; it needs >= 3 training ones.
+    """
+    return _mean(record, "loo_acc")
+
+
 @dataclass(frozen=True)
 class Rule:
     score: Callable[[dict, list[str]], float | None]
@@ -66,7 +74,14 @@ SELECTION_RULES: dict[str, Rule] = {
     "train_domain_val": Rule(train_domain_val, False, "val_acc (set holdout_fraction > 0)"),
     "oracle": Rule(oracle, True, "test_acc"),
     "irm_paper": Rule(irm_paper, True, "train<i>_acc for every training env and test_acc"),
+    "leave_one_env_out": Rule(leave_one_env_out, False,
+                              "loo_acc (a search with >= 3 training environments)"),
 }
+
+
+def train_env_keys(records: Sequence[dict]) -> list[str]:
+    """The training-environment accuracies (``train0_acc``, ...) found in any record."""
+    return sorted({k for r in records for k in r.get("metrics", {}) if _TRAIN_ENV.match(k)})
 
 
 def select(records: Sequence[dict], rule: str) -> Selection:
@@ -76,7 +91,7 @@ def select(records: Sequence[dict], rule: str) -> Selection:
     metrics a rule needs is skipped; if none has them the error says what is missing.
     """
     chosen = lookup(SELECTION_RULES, rule, "selection rule")
-    train_keys = sorted({k for r in records for k in r.get("metrics", {}) if _TRAIN_ENV.match(k)})
+    train_keys = train_env_keys(records)
     best: tuple[float, int] | None = None
     for i, record in enumerate(records):
         if record.get("status", "ok") != "ok":

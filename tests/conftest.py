@@ -31,3 +31,17 @@ def fashion_envs(fashion_envs_dir):
 def tiny_envs(fashion_envs):
     """256 examples per environment: enough for equivalence and plumbing tests, and fast."""
     return fashion_envs.head(256)
+
+
+@pytest.fixture(scope="session")
+def tiny_envs_dir(tmp_path_factory, fashion_envs):
+    """``tiny_envs`` saved as an environment set (ENVS_DIR/colored_fashion_mnist), for searches.
+
+    Its manifest says ``reduced`` (and ``head``): it is a slice of the real data.
+    """
+    from pipeline.environments.store import save_envset
+
+    root = tmp_path_factory.mktemp("tiny_envs")
+    manifest = {**fashion_envs.manifest, "reduced": True, "head": 256}
+    save_envset(fashion_envs.head(256).envs, manifest, root / "colored_fashion_mnist")
+    return root

@@ -1,0 +1,226 @@
+"""Search spaces, declared once per method in ``params.yaml`` and validated before any trial.
+
+A space maps config keys to distributions::
+
+    penalty_weight: {log_uniform: [1.0e2, 1.0e6]}   # 10**U(2, 6)
+    anneal_iters:   {int: [50, 249]}                 # both ends included
+    hidden_dim:     {log_int: [64, 512]}
+    lr:             {uniform: [1.0e-4, 1.0e-3]}
+    steps:          {choice: [101, 201, 301, 401, 501]}
+    schedule:                                        # a categorical whose options have
+      choice:                                        # their own parameters
+        constant: {}
+        polynomial: {poly_k: {log_uniform: [1.0e-3, 1.0]}, poly_power: {uniform: [1.0, 3.0]}}
+
+``steps`` is special: it is never sampled. Each trial trains to the largest value and records
+the metrics at every value asked for (as the IRM search read 101..501 off its runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from pipeline.config import TrainConfig, coerce, make_config
+from pipeline.errors import ConfigError, unknown_name_message
+
+KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched config key: a range (``low``..``high``) or a list of choices.
+
+    A ``choice`` whose options are names with their own sub-spaces (``branches``) is
+    conditional: e.g. the schedule family and each family's parameters.
+    """
+
+    key: str
+    kind: str
+    low: float | int | None = None
+    high: float | int | None = None
+    choices: tuple = ()
+    branches: Mapping[str, tuple[Dimension, ...]] = field(default_factory=dict)
+
+    @property
+    def is_range(self) -> bool:
+        return self.kind != "choice"
+
+    def bounds(self) -> list:
+        """The values that validation tries: both ends of a range, or every choice."""
+        return [self.low, self.high] if self.is_range else list(self.choices)
+
+    def suggest(self, trial) -> dict:
+        """Draw this dimension (and a chosen branch's sub-dimensions) from an Optuna trial."""
+        if self.kind in ("uniform", "log_uniform"):
+            value = trial.suggest_float(self.key, self.low, self.high,
+                                        log=self.kind == "log_uniform")
+        elif self.kind in ("int", "log_int"):
+            value = trial.suggest_int(self.key, self.low, self.high, log=self.kind == "log_int")
+        else:
+            value = trial.suggest_categorical(self.key, list(self.choices))
+        out = {self.key: value}
+        for sub in self.branches.get(value, ()):
+            out.update(sub.suggest(trial))
+        return out
+
+    def describe(self) -> dict:
+        if self.branches:
+            return {"choice": {name: {d.key: d.describe() for d in dims}
+                               for name, dims in self.branches.items()}}
+        if self.is_range:
+            return {self.kind: [self.low, self.high]}
+        return {"choice": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The validated dimensions of a search, plus the run lengths to read off each trial."""
+
+    dims: tuple[Dimension, ...]
+    steps: tuple[int, ...] = ()  # empty: steps is not searched
+
+    def suggest(self, trial) -> dict:
+        out = {}
+        for dim in self.dims:
+            out.update(dim.suggest(trial))
+        return out
+
+    def describe(self) -> dict:
+        out = {d.key: d.describe() for d in self.dims}
+        if self.steps:
+            out["steps"] = {"choice": list(self.steps)}
+        return out
+
+    def all_dims(self) -> Iterator[Dimension]:
+        for dim in self.dims:
+            yield dim
+            for subs in dim.branches.values():
+                yield from subs
+
+    def grid(self) -> dict[str, list]:
+        """Optuna's grid: every dimension must be a plain choice."""
+        for dim in self.dims:
+            if dim.is_range or dim.branches:
+                what = "has per-option parameters" if dim.branches else f"is a {dim.kind} range"
+                raise ConfigError(
+                    f"sampler 'grid' needs every dimension to be a list of choices, but "
+                    f"{dim.key!r} {what}; use sampler tpe or random, or fix it with --set")
+        return {d.key: list(d.choices) for d in self.dims}
+
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.grid().values())
+
+    def largest(self, key: str, base: TrainConfig) -> float:
+        """The largest value ``key`` can take in this search (the fixed value if not searched)."""
+        values = [getattr(base, key)]
+        for dim in self.all_dims():
+            if dim.key == key:
+                values += [v for v in dim.bounds() if isinstance(v, int | float)]
+        return max(values)
+
+
+def parse_space(raw: Mapping | None, base: dict, fixed: Mapping) -> SearchSpace:
+    """Validate ``raw`` against the config and return the space.
+
+    ``base`` is the config every trial starts from; keys in ``fixed`` (``--set``) are taken
+    out of the space. Every range end and every choice is tried as a real config, so a value
+    the trainer would refuse (``lr <= 0``, an unknown schedule) fails here, before any trial.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"search space must be a mapping of config keys, got {raw!r}")
+    dims, steps = [], ()
+    for key, spec in raw.items():
+        if key in fixed:
+            continue  # --set fixes it for every trial
+        if key == "steps":
+            steps = _parse_steps(spec)
+            continue
+        dims.append(_parse_dimension(key, spec, base))
+    return SearchSpace(tuple(dims), steps)
+
+
+def _parse_steps(spec) -> tuple[int, ...]:
+    if not (isinstance(spec, Mapping) and set(spec) == {"choice"}
+            and isinstance(spec["choice"], list) and spec["choice"]):
+        raise ConfigError(
+            "search space 'steps' must be {choice: [...]} (e.g. [101, 201, 301, 401, 501]): "
+            "each trial trains to the largest and records the others on the way")
+    values = sorted({coerce("steps", v) for v in spec["choice"]})
+    if values[0] < 1:
+        raise ConfigError(f"search space 'steps': every choice must be >= 1 (got {values})")
+    return tuple(values)
+
+
+def _parse_dimension(key: str, spec, base: dict, context: dict | None = None) -> Dimension:
+    context = context or {}
+    where = f"search space {key!r}"
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} "
+                          f"(e.g. {{log_uniform: [1.0e2, 1.0e6]}}), got {spec!r}")
+    ((kind, args),) = spec.items()
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: " + unknown_name_message("distribution", kind, KINDS))
+    if key not in CONFIG_KEYS:
+        raise ConfigError(unknown_name_message("config key in the search space", key,
+                                               CONFIG_KEYS))
+    if kind == "choice":
+        dim = _parse_choice(key, args, base, context, where)
+    else:
+        dim = _parse_range(key, kind, args, where)
+    for value in dim.bounds():  # every end / choice must be a valid config on its own
+        try:
+            make_config(None, **{**base, **context, key: value})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: the value {value!r} is not valid: {exc}") from None
+    return dim
+
+
+def _parse_range(key: str, kind: str, args, where: str) -> Dimension:
+    if not (isinstance(args, list | tuple) and len(args) == 2):
+        raise ConfigError(f"{where}: {kind} needs [low, high], got {args!r}")
+    number = int if kind in ("int", "log_int") else float
+    low, high = (coerce(key, v) for v in args)
+    try:
+        low, high = number(low), number(high)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {kind} bounds must be numbers, got {args!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{where}: bounds must be finite, got [{low}, {high}]")
+    if low >= high:
+        what = "empty" if low == high else "inverted"
+        raise ConfigError(f"{where}: the range [{low}, {high}] is {what}; give low < high "
+                          f"(or fix the value with --set {key}={low})")
+    if kind.startswith("log") and low <= 0:
+        raise ConfigError(f"{where}: {kind} needs low > 0, got [{low}, {high}]")
+    return Dimension(key, kind, low, high)
+
+
+def _parse_choice(key: str, args, base: dict, context: dict, where: str) -> Dimension:
+    if isinstance(args, Mapping):  # options with their own parameters
+        if not args:
+            raise ConfigError(f"{where}: choice needs at least one option")
+        branches = {}
+        for option, sub in args.items():
+            sub = sub or {}
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"{where}: option {option!r} needs a mapping of its own "
+                                  f"parameters (or {{}}), got {sub!r}")
+            inner = {**context, key: option}
+            branches[coerce(key, option)] = tuple(
+                _parse_dimension(k, s, base, inner) for k, s in sub.items())
+        return Dimension(key, "choice", choices=tuple(branches), branches=branches)
+    if not isinstance(args, list | tuple) or not args:
+        raise ConfigError(f"{where}: choice needs a non-empty list, got {args!r}")
+    values = [coerce(key, v) for v in args]
+    if any(not isinstance(v, bool | int | float | str) for v in values):
+        raise ConfigError(f"{where}: choices must be numbers or names (Optuna categoricals), "
+                          f"got {args!r}; fix list-valued keys with --set")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: choices repeat a value: {args!r}")
+    return Dimension(key, "choice", choices=tuple(values))

@@ -1,0 +1,260 @@
+"""One trial: a configuration trained for K seeds (one batched model), inside a Ray Tune worker.
+
+A finished trial writes a *done record* (``OUT/trials/KEY.json``, KEY = hash of its config,
+seeds and data), the project's own proof that the work is done: Ray saves its experiment state
+only every few seconds, so after a kill it may start a finished trial again; the trial then
+finds its record and reports it instead of training. ``rerun`` retrains a record outside Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.config import TrainConfig, make_config
+from pipeline.environments import EnvSet, load_envs
+from pipeline.environments.store import Environment
+from pipeline.errors import ConfigError
+from pipeline.selection import SELECTION_RULES, train_env_keys
+from pipeline.training import TrainResult, aggregate, train
+
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of one search shares; sent to the workers with the trainable."""
+
+    base: dict  # the resolved config every trial starts from (--set applied)
+    seeds: tuple[int, ...]
+    record_at: tuple[int, ...]  # run lengths read off each trial (steps in the space)
+    selection: str
+    records_dir: str  # absolute; on a cluster it must be shared storage
+    search_hash: str
+    data_sha256: str
+    leave_one_out: bool = False
+
+    def config(self, sampled: dict) -> TrainConfig:
+        return make_config(None, **{**self.base, **sampled})
+
+    def key(self, sampled: dict) -> str:
+        return trial_key(self.config(sampled), self.seeds, self.record_at, self.data_sha256,
+                         self.leave_one_out)
+
+
+def trial_key(cfg: TrainConfig, seeds, record_at, data_sha256: str, leave_one_out: bool) -> str:
+    """Names a unit of work by what determines its numbers (not by where the data lies)."""
+    config = {k: v for k, v in cfg.to_dict().items() if k != "envs_dir"}
+    blob = json.dumps({"config": config, "seeds": list(seeds), "record_at": list(record_at),
+                       "data": data_sha256, "leave_one_out": leave_one_out}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- done records -------------------------------------------------------------------------------
+
+def record_path(records_dir: str | Path, key: str) -> Path:
+    return Path(records_dir) / f"{key}.json"
+
+
+def read_record(records_dir: str | Path, key: str) -> dict | None:
+    path = record_path(records_dir, key)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        return None  # a torn write cannot happen (atomic rename), but never trust a bad file
+
+
+def write_record(records_dir: str | Path, record: dict) -> Path:
+    """Write atomically: a record exists completely or not at all."""
+    path = record_path(records_dir, record["key"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def log_execution(records_dir: str | Path, key: str) -> None:
+    """One line each time a trial really trains: how a resumed search shows it re-ran nothing."""
+    line = json.dumps({"key": key, "pid": os.getpid(), "host": socket.gethostname(),
+                       "time": time.time()})
+    Path(records_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(records_dir) / "executions.jsonl", "a") as f:
+        f.write(line + "\n")
+
+
+# -- running a trial ----------------------------------------------------------------------------
+
+_ENVS: dict[str, EnvSet] = {}  # per worker process: reused actors load the data once
+
+
+def _envs(cfg: TrainConfig) -> EnvSet:
+    path = str(Path(cfg.envs_dir) / cfg.dataset)
+    if path not in _ENVS:
+        _ENVS[path] = load_envs(path)
+    return _ENVS[path]
+
+
+def train_trial(setup: TrialSetup, sampled: dict, progress=None) -> dict:
+    """Train one sampled configuration and return its done record (not yet written)."""
+    cfg = setup.config(sampled)
+    envset = _envs(cfg)
+    if envset.manifest_sha256 != setup.data_sha256:
+        raise ConfigError(f"the environments at {envset.path} changed since the search "
+                          "started (manifest sha256 differs); rebuild or start a new search")
+    result = train(cfg, setup.seeds, envset=envset, progress=progress,
+                   record_at=setup.record_at)
+    result_dict = result.to_dict()
+    if setup.leave_one_out:
+        add_leave_one_out(result_dict, cfg, setup, envset)
+    return {"version": RECORD_VERSION, "key": setup.key(sampled),
+            "search_hash": setup.search_hash, "sampled": sampled, "selection": setup.selection,
+            "setup": asdict(setup), "node": node_info(), "finished_at": time.time(),
+            "result": result_dict}
+
+
+def node_info() -> dict:
+    info = {"hostname": socket.gethostname(), "node_id": None, "node_ip": None}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            info["node_id"] = ray.get_runtime_context().get_node_id()
+            info["node_ip"] = ray.util.get_node_ip_address()
+    except Exception:  # outside Ray (rerun): the host name is enough
+        pass
+    return info
+
+
+def run_trial(sampled: dict, setup: TrialSetup) -> None:
+    """The Ray Tune trainable: report every few dozen steps, then the final metrics."""
+    from ray import tune
+
+    key = setup.key(sampled)
+    record = read_record(setup.records_dir, key)
+    if record is None:
+        log_execution(setup.records_dir, key)
+
+        def report(info: dict) -> None:
+            if info["evaluated_at"] == info["step"]:  # fresh test/val numbers only
+                tune.report(progress_metrics(info, setup, key))
+
+        record = train_trial(setup, sampled, progress=report)
+        write_record(setup.records_dir, record)
+    tune.report(final_metrics(record, setup))
+
+
+def _flat(metrics: dict) -> dict:
+    out = {}
+    for name, stat in metrics.items():
+        if name in ("nll", "penalty") or not isinstance(stat, dict):
+            continue
+        for part in ("mean", "std"):
+            value = stat.get(part)
+            if value is not None and math.isfinite(value):
+                out[f"{name}/{part}"] = value
+    return out
+
+
+def score_of(metrics: dict, selection: str, train_keys: list[str]) -> float | None:
+    return SELECTION_RULES[selection].score({"metrics": metrics}, train_keys)
+
+
+def progress_metrics(info: dict, setup: TrialSetup, key: str) -> dict:
+    metrics = info["metrics"]
+    out = {"step": info["step"] + 1, "trial_key": key, "diverged": info["diverged"],
+           "done": False, **_flat(metrics)}
+    score = score_of(metrics, setup.selection, train_env_keys([{"metrics": metrics}]))
+    if score is not None:  # never a NaN: no score means no number
+        out["score"] = score
+    return out
+
+
+def rows_of(record: dict) -> list[dict]:
+    """One selectable row per run length read off the trial (one row when steps is fixed)."""
+    result = record["result"]
+    if result.get("at_steps"):
+        runs = [(int(n), at["members"], at["metrics"]) for n, at in result["at_steps"].items()]
+    else:
+        runs = [(result["config"]["steps"], result["members"], result["metrics"])]
+    rows = []
+    for steps, members, metrics in runs:
+        n_div = sum(m["status"] != "ok" for m in members)
+        status = "ok" if n_div == 0 else "diverged"
+        # a diverged row keeps its survivors' metrics for the table; selection skips it
+        rows.append({"steps": steps, "status": status, "n_diverged": n_div, "metrics": metrics})
+    return rows
+
+
+def final_metrics(record: dict, setup: TrialSetup) -> dict:
+    rows = rows_of(record)
+    keys = train_env_keys(rows)
+    scored = [(score_of(r["metrics"], setup.selection, keys), r) for r in rows
+              if r["status"] == "ok"]
+    scored = [(s, r) for s, r in scored if s is not None]
+    out = {"step": max(r["steps"] for r in rows), "trial_key": record["key"], "done": True,
+           "status": "ok" if scored else "diverged",
+           "diverged": max(r["n_diverged"] for r in rows)}
+    if scored:
+        score, best = max(scored, key=lambda sr: sr[0])
+        out.update({"score": score, "best_steps": best["steps"], **_flat(best["metrics"])})
+    return out
+
+
+# -- leave-one-environment-out ------------------------------------------------------------------
+
+def without_env(envset: EnvSet, name: str) -> EnvSet:
+    """The set with training environment ``name`` moved to evaluation as ``NAME_out``."""
+    envs = []
+    for e in envset.envs:
+        if e.name == name:
+            e = Environment(f"{name}_out", "test", e.x, e.y, e.params, e.extra)
+        envs.append(e)
+    return EnvSet(envs, envset.manifest, envset.manifest_sha256, envset.path)
+
+
+def add_leave_one_out(result: dict, cfg: TrainConfig, setup: TrialSetup, envset: EnvSet) -> None:
+    """DomainBed's leave-one-domain-out: retrain without each training environment and
+    score it on that environment; ``loo_acc`` is the mean over the left-out environments."""
+    names = [e.name for e in envset.train]
+    runs = {n: train(cfg, setup.seeds, envset=without_env(envset, n), record_at=setup.record_at)
+            for n in names}
+
+    def loo(members_of) -> tuple[list[dict], dict]:
+        merged = []
+        for i, seed in enumerate(setup.seeds):
+            per_env = [members_of(runs[n])[i] for n in names]
+            if any(m["status"] != "ok" for m in per_env):
+                merged.append({"seed": seed, "status": "diverged", "metrics": {}})
+                continue
+            accs = [m["metrics"][f"{n}_out_acc"] for m, n in zip(per_env, names, strict=True)]
+            merged.append({"seed": seed, "status": "ok", "metrics": {"loo_acc": sum(accs)
+                                                                    / len(accs)}})
+        return merged, aggregate(merged)["loo_acc"] if any(
+            m["status"] == "ok" for m in merged) else None
+
+    def attach(target: dict, members_of) -> None:
+        _, stat = loo(members_of)
+        if stat is not None:
+            target["loo_acc"] = stat
+
+    attach(result["metrics"], lambda r: r.members)
+    for n, at in result.get("at_steps", {}).items():
+        attach(at["metrics"], lambda r, n=n: r.at_steps[n]["members"])
+    result["leave_one_out_envs"] = names
+
+
+def rerun(record: dict) -> TrainResult:
+    """Retrain a done record's configuration with its seeds, outside Ray Tune."""
+    setup = TrialSetup(**{**record["setup"], "seeds": tuple(record["setup"]["seeds"]),
+                          "record_at": tuple(record["setup"]["record_at"])})
+    cfg = setup.config(record["sampled"])
+    return train(cfg, setup.seeds, envset=_envs(cfg), record_at=setup.record_at)

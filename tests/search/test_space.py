@@ -1,0 +1,93 @@
+"""Search spaces: parsing, validation before anything runs, and draws through real Optuna."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from pipeline.config import make_config
+from pipeline.errors import ConfigError
+from pipeline.search.space import parse_space
+
+BASE = make_config(None, method="irm").to_dict()
+
+PAPER = {"hidden_dim": {"log_int": [64, 512]}, "l2_weight": {"log_uniform": [1e-5, 1e-2]},
+         "lr": {"log_uniform": [3.1623e-4, 3.1623e-3]}, "anneal_iters": {"int": [50, 249]},
+         "penalty_weight": {"log_uniform": [1e2, 1e6]},
+         "steps": {"choice": [101, 201, 301, 401, 501]}}
+
+SCHEDULES = {"schedule": {"choice": {
+    "constant": {},
+    "polynomial": {"poly_k": {"log_uniform": [1e-2, 1e2]}, "poly_power": {"uniform": [1, 3]}},
+}}}
+
+
+def draw(space, n=40, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(space.suggest(trial))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_paper_space_draws_stay_in_their_ranges():
+    space = parse_space(PAPER, BASE, {})
+    assert space.steps == (101, 201, 301, 401, 501)  # never sampled: read off one run
+    for values in draw(space):
+        assert "steps" not in values
+        assert 64 <= values["hidden_dim"] <= 512 and isinstance(values["hidden_dim"], int)
+        assert 50 <= values["anneal_iters"] <= 249
+        assert 1e2 <= values["penalty_weight"] <= 1e6
+        make_config(None, **{**BASE, **values})  # every draw is a valid config
+
+
+def test_schedule_family_brings_only_its_own_parameters():
+    draws = draw(parse_space(SCHEDULES, BASE, {}), n=60)
+    families = {d["schedule"] for d in draws}
+    assert families == {"constant", "polynomial"}
+    for d in draws:
+        has_poly = {"poly_k", "poly_power"} <= set(d)
+        assert has_poly == (d["schedule"] == "polynomial")
+
+
+def test_fixed_keys_leave_the_space():
+    space = parse_space(PAPER, BASE, {"lr": 0.01, "steps": 60})
+    assert {d.key for d in space.dims} == {"hidden_dim", "l2_weight", "anneal_iters",
+                                          "penalty_weight"}
+    assert space.steps == ()
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"lr": {"log_uniform": [1e-2, 1e-3]}}, "inverted"),
+    ({"lr": {"uniform": [0.1, 0.1]}}, "empty"),
+    ({"lr": {"log_uniform": [0.0, 1e-3]}}, "low > 0"),
+    ({"lr": {"uniform": [-1.0, 1e-3]}}, "lr"),  # the trainer refuses lr <= 0
+    ({"lr": {"normal": [0, 1]}}, "valid choices: choice, int, log_int, log_uniform, uniform"),
+    ({"penalty_weigth": {"uniform": [1, 2]}}, "did you mean 'penalty_weight'"),
+    ({"schedule": {"choice": ["constant", "cosine"]}}, "cosine"),
+    ({"schedule": {"choice": {"exponential": {}}}}, "penalty_cap"),
+    ({"steps": {"int": [100, 500]}}, "steps"),
+    ({"hidden_dim": {"choice": []}}, "non-empty"),
+    ({"step_milestones": {"choice": [[10, 20], [30]]}}, "--set"),
+])
+def test_bad_spaces_name_the_key_and_what_is_wrong(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_space(spec, BASE, {})
+
+
+def test_grid_needs_plain_choices():
+    grid = parse_space({"lr": {"choice": [0.1, 0.01]}, "hidden_dim": {"choice": [8, 16, 32]}},
+                       BASE, {})
+    assert grid.grid_size() == 6
+    with pytest.raises(ConfigError, match="grid.*'lr' is a log_uniform range"):
+        parse_space({"lr": {"log_uniform": [1e-3, 1e-2]}}, BASE, {}).grid()
+    with pytest.raises(ConfigError, match="per-option parameters"):
+        parse_space(SCHEDULES, BASE, {}).grid()
+
+
+def test_largest_value_of_a_key_covers_fixed_and_searched():
+    cfg = make_config(None, **{**BASE, "anneal_iters": 10})
+    assert parse_space(PAPER, BASE, {}).largest("anneal_iters", cfg) == 249
+    assert parse_space({}, BASE, {}).largest("anneal_iters", cfg) == 10
