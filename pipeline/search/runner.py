@@ -242,7 +242,8 @@ def connect(address: str | None, log: Log) -> bool:
     quiet = {"logging_level": "WARNING", "log_to_driver": False}
     if address is None:
         log("starting a local Ray on this machine (no --address / RAY_ADDRESS)")
-        ray.init(include_dashboard=False, **quiet)
+        # "local": a new Ray, never a cluster that `ray start` left running (or dead) here
+        ray.init(address="local", include_dashboard=False, **quiet)
         return True
     _reachable(address)
     try:
@@ -356,30 +357,37 @@ class SearchOutcome:
     resumed: bool
 
 
-def prepare_out(resolved: Resolved) -> bool:
-    """Claim the output directory; True if it already holds this search (resume)."""
-    out = resolved.out
-    marker = out / "search.json"
-    if marker.is_file():
+def existing_search(resolved: Resolved) -> bool:
+    """True if ``out`` holds this search (resume); an error if it holds another. Reads only."""
+    marker = resolved.out / "search.json"
+    if not marker.is_file():
+        return False
+    try:
         previous = json.loads(marker.read_text())
-        if previous.get("hash") != resolved.hash:
-            raise ConfigError(
-                f"--out {out} holds another search (hash {previous.get('hash')}, "
-                f"{previous.get('search', {}).get('dataset')} / "
-                f"{previous.get('space_name')}); this one is {resolved.hash}. Use another "
-                "--out; nothing was changed")
-        return True
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(resolved.describe(), indent=1) + "\n")
-    return False
+    except json.JSONDecodeError:
+        previous = {}
+    if previous.get("hash") != resolved.hash:
+        raise ConfigError(
+            f"--out {resolved.out} holds another search (hash {previous.get('hash')}, "
+            f"{previous.get('search', {}).get('dataset')} / {previous.get('space_name')}); "
+            f"this one is {resolved.hash}. Use another --out; nothing was changed")
+    return True
+
+
+def claim_out(resolved: Resolved) -> None:
+    resolved.out.mkdir(parents=True, exist_ok=True)
+    marker = resolved.out / "search.json"
+    if not marker.is_file():
+        marker.write_text(json.dumps(resolved.describe(), indent=1) + "\n")
 
 
 def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
     """Run (or resume) a search and write its table, best config and Optuna study."""
     resolved = resolve(spec)
+    resumed = existing_search(resolved)
     started = connect(spec.address, log)  # an unreachable address fails before --out is touched
     try:
-        resumed = prepare_out(resolved)
+        claim_out(resolved)
         experiment = resolved.out / "ray" / f"search-{resolved.hash}"
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, setup=resolved.setup),
@@ -409,14 +417,27 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
             ray.shutdown()
 
 
+def concurrent_trials(spec: SearchSpec) -> int:
+    """``max_concurrent``, else as many trials as the cluster's CPUs (and GPUs) hold now."""
+    import ray
+
+    if spec.max_concurrent:
+        return spec.max_concurrent
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 1.0) / spec.cpus_per_trial]
+    if spec.gpus_per_trial:
+        fits.append(resources.get("GPU", 0.0) / spec.gpus_per_trial)
+    return max(1, int(min(fits) + 1e-9))
+
+
 def _new_tuner(resolved: Resolved, trainable):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     spec = resolved.spec
-    search_alg = _optuna_searcher(resolved)
-    if spec.max_concurrent:
-        search_alg = ConcurrencyLimiter(search_alg, max_concurrent=spec.max_concurrent)
+    # Tune runs a custom searcher's trials one at a time unless told how many fit at once
+    search_alg = ConcurrencyLimiter(_optuna_searcher(resolved),
+                                    max_concurrent=concurrent_trials(spec))
     scheduler = FIFOScheduler()
     if spec.asha_grace is not None:
         scheduler = ASHAScheduler(time_attr="step", metric="score", mode="max",

@@ -1,0 +1,154 @@
+"""The search command as users run it: killed and resumed, and on a two-node Ray cluster.
+
+Real processes throughout: the CLI in a subprocess, a real SIGKILL, real `ray start` nodes
+(token authentication on, loopback addresses) that the test stops again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+RAY = str(Path(sys.executable).with_name("ray"))
+SPACE = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]},
+                 "penalty_weight": {"log_uniform": [10.0, 1000.0]}}}
+
+
+def _search_command(tmp_path, envs_dir, out, trials, *extra) -> list[str]:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"search": {"spaces": SPACE}}))
+    return [sys.executable, "-m", "pipeline", "search", "--dataset", "colored_fashion_mnist",
+            "--method", "irm", "--envs-dir", str(envs_dir), "--params", str(params),
+            "--out", str(out), "--trials", str(trials), "--seeds", "2", "--sampler", "random",
+            "--set", "hidden_dim=64", "--set", "anneal_iters=50", *extra]
+
+
+def _wait_for(predicate, timeout_s: float, what: str, proc=None):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended (rc {proc.returncode}) before {what}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_killed_search_resumes_and_does_not_rerun_finished_trials(tmp_path, tiny_envs_dir):
+    out = tmp_path / "out"
+    command = _search_command(tmp_path, tiny_envs_dir, out, 6, "--set", "steps=300",
+                              "--max-concurrent", "1")
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    records = out / "trials"
+    try:
+        _wait_for(lambda: len(list(records.glob("*.json"))) >= 2, 240, "two finished trials",
+                  first)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        first.wait()
+    finished = {p.stem: p.read_bytes() for p in records.glob("*.json")}
+    assert not (out / "trials.csv").exists(), "the search ended before it could be killed"
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=420)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming search" in second.stderr
+    executions = [json.loads(line)["key"] for line in
+                  (records / "executions.jsonl").read_text().splitlines()]
+    for key, content in finished.items():
+        assert executions.count(key) == 1, f"finished trial {key} was trained again"
+        assert (records / f"{key}.json").read_bytes() == content
+    table = pd.read_csv(out / "trials.csv")
+    assert table["trial"].nunique() == 6 and (table["status"] == "ok").all()
+    assert table["trial_key"].nunique() == 6
+    assert (out / "best.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A head and a worker node, one CPU each, on loopback, with token authentication.
+
+    Ray rewrites 127.0.0.1 to the machine's outward address, so the nodes use 127.0.0.2 and
+    127.0.0.3 (loopback too). ``--block`` keeps each node's processes under one parent that
+    the test terminates, so only these nodes are stopped, never another Ray on the machine.
+    """
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port = _free_port()
+    address = f"127.0.0.2:{port}"
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    nodes = [subprocess.Popen([RAY, "start", "--head", "--node-ip-address=127.0.0.2",
+                               f"--port={port}", "--include-dashboard=false", *common],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        _wait_for(lambda: _ray_status(address, env).returncode == 0, 60, "the head node",
+                  nodes[0])
+        nodes.append(subprocess.Popen([RAY, "start", f"--address={address}",
+                                       "--node-ip-address=127.0.0.3", *common],
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        _wait_for(lambda: _ray_status(address, env).stdout.count("node_") >= 2, 60,
+                  "the worker node", nodes[1])
+        yield address, env
+    finally:
+        for node in reversed(nodes):
+            node.terminate()  # `ray start --block` stops its node's processes on SIGTERM
+        for node in nodes:
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+        # `ray start` records the cluster for later `ray.init()` calls; it is gone now
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and address in current.read_text():
+            current.unlink()
+
+
+def _ray_status(address: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([RAY, "status", f"--address={address}"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_search_on_a_two_node_cluster_runs_trials_on_both_nodes(
+        tmp_path, tiny_envs_dir, two_node_cluster):
+    address, env = two_node_cluster
+    out = tmp_path / "out"
+    command = _search_command(tmp_path, tiny_envs_dir, out, 4, "--set", "steps=600",
+                              "--address", address)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"joined the Ray cluster at {address}: 2 CPUs" in done.stderr
+    table = pd.read_csv(out / "trials.csv")
+    assert table["trial"].nunique() == 4 and (table["status"] == "ok").all()
+    assert table["node_id"].nunique() == 2  # one CPU per node: the trials had to spread
+    assert set(table["node_ip"]) == {"127.0.0.2", "127.0.0.3"}
+
+
+def test_a_cluster_without_the_token_is_refused_with_a_hint(
+        tmp_path, tiny_envs_dir, two_node_cluster):
+    address, env = two_node_cluster
+    env = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # the wrong token
+    command = _search_command(tmp_path, tiny_envs_dir, tmp_path / "out", 2, "--address",
+                              address)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "RAY_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
