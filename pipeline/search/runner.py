@@ -271,9 +271,12 @@ class NoNaNOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        score = (result or {}).get(self.metric)
+        result = result or {}
+        score = result.get(self.metric)
+        if result.get("finished") is False and not error:  # stopped early (ASHA): PRUNED
+            return super().on_trial_complete(trial_id, None, False)
         if score is None or not math.isfinite(score) or result.get("status") != "ok":
-            result, error = None, True  # Optuna: FAIL
+            return super().on_trial_complete(trial_id, None, True)  # FAIL, never a NaN
         super().on_trial_complete(trial_id, result, error)
 
 
@@ -311,7 +314,7 @@ class SearchProgress(tune.Callback):
             elif t.status == "ERROR":
                 failed += 1
             elif t.status == "TERMINATED":
-                if last.get("done") and last.get("status") in count:
+                if last.get("finished") and last.get("status") in count:
                     count[last["status"]] += 1
                     score = last.get("score")
                     if score is not None and (best is None or score > best[0]):
@@ -440,8 +443,10 @@ def _new_tuner(resolved: Resolved, trainable):
                                     max_concurrent=concurrent_trials(spec))
     scheduler = FIFOScheduler()
     if spec.asha_grace is not None:
+        # max_t one past the last step: ASHA stops a trial *at* max_t, before it could write
+        # its done record; the trainer ends there by itself
         scheduler = ASHAScheduler(time_attr="step", metric="score", mode="max",
-                                  max_t=resolved.setup.base["steps"],
+                                  max_t=resolved.setup.base["steps"] + 1,
                                   grace_period=spec.asha_grace,
                                   reduction_factor=spec.asha_reduction)
     return tune.Tuner(

@@ -171,7 +171,7 @@ def score_of(metrics: dict, selection: str, train_keys: list[str]) -> float | No
 def progress_metrics(info: dict, setup: TrialSetup, key: str) -> dict:
     metrics = info["metrics"]
     out = {"step": info["step"] + 1, "trial_key": key, "diverged": info["diverged"],
-           "done": False, **_flat(metrics)}
+           "finished": False, **_flat(metrics)}
     score = score_of(metrics, setup.selection, train_env_keys([{"metrics": metrics}]))
     if score is not None:  # never a NaN: no score means no number
         out["score"] = score
@@ -200,7 +200,7 @@ def final_metrics(record: dict, setup: TrialSetup) -> dict:
     scored = [(score_of(r["metrics"], setup.selection, keys), r) for r in rows
               if r["status"] == "ok"]
     scored = [(s, r) for s, r in scored if s is not None]
-    out = {"step": max(r["steps"] for r in rows), "trial_key": record["key"], "done": True,
+    out = {"step": max(r["steps"] for r in rows), "trial_key": record["key"], "finished": True,
            "status": "ok" if scored else "diverged",
            "diverged": max(r["n_diverged"] for r in rows)}
     if scored:

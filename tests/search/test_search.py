@@ -115,3 +115,23 @@ def test_diverged_trial_is_recorded_as_diverged_and_the_search_goes_on(
                               storage=described["optuna_storage"])
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "FAIL"]  # never a NaN value, never left RUNNING
+
+
+def test_asha_stops_weak_trials_after_the_grace_period(local_ray, tmp_path, tiny_envs_dir):
+    spaces = {"irm": {"lr": {"log_uniform": [1e-4, 1e-2]},
+                      "penalty_weight": {"log_uniform": [10.0, 1000.0]},
+                      "steps": {"choice": [40, 80]}}}
+    fixed = {"hidden_dim": 32, "anneal_iters": 10}
+    outcome = run_search(_spec(tmp_path, tiny_envs_dir, spaces=spaces, fixed=fixed, trials=8,
+                               report_every=10, asha_grace=20))
+    rows = outcome.table
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    finished = [r for r in rows if r["status"] == "ok"]
+    assert stopped and finished
+    assert all(20 < r["steps"] < 80 and r["score"] is None for r in stopped)
+    assert {r["steps"] for r in finished} == {40, 80}  # survivors ran to the end
+    described = json.loads((tmp_path / "search.json").read_text())
+    study = optuna.load_study(study_name=described["optuna_study"],
+                              storage=described["optuna_storage"])
+    states = {t.state.name for t in study.trials}
+    assert states == {"COMPLETE", "PRUNED"}  # stopped early is pruned, not failed

@@ -1,0 +1,25 @@
+"""DVC stage: one hyperparameter search, from ``params.yaml: search`` (the CLI's same function)."""
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pipeline.search.runner import run_search, spec_from_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--space", default=None, help="default: the method's name")
+    parser.add_argument("--envs-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    section = yaml.safe_load(Path("params.yaml").read_text())["search"]
+    run_search(spec_from_params(section, dataset=args.dataset, method=args.method,
+                                space=args.space, envs_dir=str(args.envs_dir), out=str(args.out)))
+
+
+if __name__ == "__main__":
+    main()
