@@ -355,9 +355,10 @@ def _short(value) -> str:
 class SearchOutcome:
     out: Path
     hash: str
-    table: object  # pandas.DataFrame
+    table: list[dict]  # the rows of trials.parquet (plus their metrics as dicts)
     best: dict | None
     resumed: bool
+    timing: dict = field(default_factory=dict)  # seconds: connect (Ray start-up), fit, total
 
 
 def existing_search(resolved: Resolved) -> bool:
@@ -386,9 +387,12 @@ def claim_out(resolved: Resolved) -> None:
 
 def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
     """Run (or resume) a search and write its table, best config and Optuna study."""
+    t0 = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines suffice
     resolved = resolve(spec)
     resumed = existing_search(resolved)
     started = connect(spec.address, log)  # an unreachable address fails before --out is touched
+    t1 = time.perf_counter()
     try:
         claim_out(resolved)
         experiment = resolved.out / "ray" / f"search-{resolved.hash}"
@@ -407,12 +411,13 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
         # Our own metric check: trials may report without a score (no NaN ever reaches Tune).
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old engine
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines suffice
         grid = tuner.fit()
+        t2 = time.perf_counter()
         table = collect(resolved, grid)
         best = write_outputs(resolved, table)
         log(summary(resolved, table, best))
-        return SearchOutcome(resolved.out, resolved.hash, table, best, resumed)
+        timing = {"connect_s": t1 - t0, "fit_s": t2 - t1, "total_s": time.perf_counter() - t0}
+        return SearchOutcome(resolved.out, resolved.hash, table, best, resumed, timing)
     finally:
         if started:
             import ray

@@ -138,6 +138,7 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
     """The Ray Tune trainable: report every few dozen steps, then the final metrics."""
     from ray import tune
 
+    start = time.perf_counter()
     key = setup.key(sampled)
     record = read_record(setup.records_dir, key)
     if record is None:
@@ -148,6 +149,8 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
                 tune.report(progress_metrics(info, setup, key))
 
         record = train_trial(setup, sampled, progress=report)
+        # the trial's own time (data, model, training, reports) beside the trainer's wall_s
+        record["trial_s"] = time.perf_counter() - start
         write_record(setup.records_dir, record)
     tune.report(final_metrics(record, setup))
 
