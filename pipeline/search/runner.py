@@ -266,8 +266,13 @@ class NoNaNOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         score = result.get(self.metric)
-        if score is not None and math.isfinite(score):
+        if score is None or not math.isfinite(score):
+            return
+        try:
             super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # finished before a kill, restarted by the restore, reported from its done record
+            pass
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -472,7 +477,7 @@ def collect(resolved: Resolved, grid) -> list[dict]:
     for result in grid:
         sampled = dict(result.config or {})
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+        trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "?")
         key = resolved.setup.key(sampled)
         record = read_record(resolved.setup.records_dir, key)
         if record is not None:
@@ -543,13 +548,14 @@ def write_outputs(resolved: Resolved, rows: list[dict]) -> dict | None:
     else:
         row = rows[chosen.index]
         record = read_record(resolved.setup.records_dir, row["trial_key"])
-        config = {k[len("config."):]: v for k, v in row.items() if k.startswith("config.")}
+        searched = json.loads(row["searched"])
+        # the config of the selected run length: train it with `train --set` to reproduce
+        config = make_config(None, **{**resolved.setup.config(searched).to_dict(),
+                                      "steps": row["steps"]}).to_dict()
         best = {"selection": chosen.rule, "uses_test_data": chosen.uses_test_data,
                 "score": chosen.score, "search": resolved.hash, "trial": row["trial"],
-                "trial_key": row["trial_key"], "steps": row["steps"],
-                "searched": json.loads(row["searched"]),
-                "config": {k: json.loads(v) if isinstance(v, str) and v.startswith("[") else v
-                           for k, v in config.items()},
+                "trial_key": row["trial_key"], "steps": row["steps"], "searched": searched,
+                "config": config,
                 "seeds": list(resolved.setup.seeds), "metrics": row["_metrics"],
                 "data": (record or {}).get("result", {}).get("data"),
                 "versions": library_versions()}

@@ -135,3 +135,38 @@ def test_asha_stops_weak_trials_after_the_grace_period(local_ray, tmp_path, tiny
                               storage=described["optuna_storage"])
     states = {t.state.name for t in study.trials}
     assert states == {"COMPLETE", "PRUNED"}  # stopped early is pruned, not failed
+
+
+def _one_dim(trial):
+    trial.suggest_float("lr", 1e-3, 1e-2, log=True)
+
+
+def test_optuna_searcher_survives_a_restore_that_replays_a_finished_trial(tmp_path):
+    """After a kill, Ray may restart a trial that Optuna already has as COMPLETE (Ray's own
+    state lagged); the trial then reports from its done record. That must not crash."""
+    from pipeline.search.runner import NoNaNOptunaSearch
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+
+    def searcher():
+        return NoNaNOptunaSearch(space=_one_dim, metric="score", mode="max",
+                                 storage=optuna.storages.RDBStorage(storage),
+                                 study_name="s", sampler=optuna.samplers.RandomSampler(0))
+
+    before_kill = searcher()
+    assert before_kill.suggest("t1") is not None
+    before_kill.save(str(tmp_path / "state.pkl"))  # Ray's last saved state: t1 running
+    final = {"score": 0.7, "status": "ok", "finished": True, "training_iteration": 1}
+    before_kill.on_trial_complete("t1", final)
+    restored = searcher()
+    restored.restore(str(tmp_path / "state.pkl"))
+    restored.on_trial_result("t1", final)  # replayed from the done record
+    restored.on_trial_complete("t1", final)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [(t.state.name, t.value) for t in study.trials] == [("COMPLETE", 0.7)]
+    nan = {"score": math.nan, "status": "ok", "finished": True, "training_iteration": 1}
+    assert restored.suggest("t2") is not None
+    restored.on_trial_result("t2", nan)  # ignored: Optuna never sees a NaN
+    restored.on_trial_complete("t2", nan)
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
+    assert states == ["COMPLETE", "FAIL"]
