@@ -466,6 +466,9 @@ def _new_tuner(resolved: Resolved, trainable):
         run_config=tune.RunConfig(
             name=f"search-{resolved.hash}", storage_path=str(resolved.out / "ray"),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            # Ray copies its experiment state to storage_path every 300 s by default; a restore
+            # should not start from a state that old (state is saved every ~10 s)
+            sync_config=tune.SyncConfig(sync_period=10),
             callbacks=[SearchProgress(resolved.trials, spec.selection)], verbose=0))
 
 
@@ -492,6 +495,15 @@ def collect(resolved: Resolved, grid) -> list[dict]:
                          {"steps": metrics.get("step"), "status": status,
                           "n_diverged": metrics.get("diverged"), "metrics": reported},
                          None, error))
+    # Finished work that Tune no longer knows of (killed before its state reached storage,
+    # then other trials were asked for): still this search's results, so still in the table.
+    seen = {r["trial_key"] for r in rows}
+    for path in sorted(Path(resolved.setup.records_dir).glob("*.json")):
+        record = read_record(path.parent, path.stem)
+        if record and record.get("search_hash") == resolved.hash and record["key"] not in seen:
+            for row in rows_of(record):
+                rows.append(_row(resolved, record.get("trial", "?"), record["key"],
+                                 record["sampled"], row, record))
     rows.sort(key=lambda r: (str(r["trial"]), r["steps"] or 0))
     keys = train_env_keys([{"metrics": r["_metrics"]} for r in rows])
     rule = SELECTION_RULES[resolved.setup.selection]

@@ -151,6 +151,7 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
         record = train_trial(setup, sampled, progress=report)
         # the trial's own time (data, model, training, reports) beside the trainer's wall_s
         record["trial_s"] = time.perf_counter() - start
+        record["trial"] = tune.get_context().get_trial_id()
         write_record(setup.records_dir, record)
     tune.report(final_metrics(record, setup))
 
