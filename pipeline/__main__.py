@@ -217,7 +217,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     stored = record["result"]
     print(f"rerunning trial {record['key']} of search {record['search_hash']}: "
           f"{json.dumps(record['sampled'])}, seeds {stored['seeds']}", file=sys.stderr)
-    again = rerun(record).to_dict()
+    again = rerun(record, None if args.envs_dir is None else str(args.envs_dir)).to_dict()
     print(result_table(again))
     parts = [("final", stored["members"], again["members"])]
     parts += [(f"steps={n}", at["members"], again["at_steps"].get(n, {}).get("members"))
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OUT/trials/KEY.json, a Tune trial directory, or a trial key / Tune "
                    "trial id (with --search)")
     p.add_argument("--search", type=Path, default=None, help="the search's output directory")
+    p.add_argument("--envs-dir", type=Path, default=None,
+                   help="where the environments are now (default: where the trial found them; "
+                   "checked by sha256)")
     p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
     p.set_defaults(func=cmd_rerun)
     return parser

@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _field_type(name: str):
+def field_type(name: str):
     return typing.get_type_hints(TrainConfig)[name]
 
 
@@ -89,7 +89,7 @@ def coerce(key: str, value):
     """Convert ``value`` (a string from the CLI, or a YAML value) to the field's type."""
     if key not in _FIELDS:
         raise ConfigError(unknown_name_message("config key", key, _FIELDS))
-    kind = _field_type(key)
+    kind = field_type(key)
     optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
     if optional:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):

@@ -150,9 +150,12 @@ def resolve(spec: SearchSpec) -> Resolved:
         raise ConfigError("selection 'train_domain_val' needs holdout_fraction > 0 (validation "
                           "data held out of each training environment); drop --set "
                           "holdout_fraction=0 or choose --selection oracle / irm_paper")
+    # A trial without a GPU share must not use one that Ray leaves visible to it; the device
+    # is part of the config, hence of the hash and of every trial key.
     base_values = {"eval_every": spec.report_every, "threads": max(1, int(spec.cpus_per_trial)),
-                   **fixed, "dataset": spec.dataset, "method": spec.method,
-                   "envs_dir": str(envs_dir), "holdout_fraction": holdout}
+                   "device": "cuda" if spec.gpus_per_trial else "cpu", **fixed,
+                   "dataset": spec.dataset, "method": spec.method, "envs_dir": str(envs_dir),
+                   "holdout_fraction": holdout}
     base = make_config(None, **base_values).to_dict()
     space = parse_space(spec.spaces[space_name], base, fixed)
     if space.steps:
@@ -198,13 +201,18 @@ def _check_asha(spec: SearchSpec, space: SearchSpace, base: dict) -> None:
         return
     cfg = make_config(None, **base)
     anneal = space.largest("anneal_iters", cfg)
+    families = {cfg.schedule} | {v for d in space.all_dims() if d.key == "schedule"
+                                 for v in d.bounds()}
+    if "linear" in families:  # the weight is still ramping up until anneal + ramp
+        anneal += space.largest("ramp_iters", cfg)
     milestones = [m for d in space.all_dims() if d.key == "step_milestones"
                   for m in d.bounds()] + list(cfg.step_milestones)
     last_jump = max([anneal, *[max(m) if isinstance(m, list) else m for m in milestones]])
     if spec.asha_grace <= last_jump:
         raise ConfigError(
             f"asha grace period ({spec.asha_grace} steps) must exceed the largest anneal "
-            f"iteration in the space ({int(last_jump)}): before it trials are ranked on their "
+            f"iteration in the space ({int(last_jump)}, ramp included): before it trials are "
+            f"ranked on their "
             f"ERM-phase accuracy, which the penalty is meant to trade away")
     if spec.asha_grace >= cfg.steps:
         raise ConfigError(f"asha grace period ({spec.asha_grace}) must be below the number of "
@@ -214,20 +222,20 @@ def _check_asha(spec: SearchSpec, space: SearchSpace, base: dict) -> None:
 
 # -- Ray ---------------------------------------------------------------------------------------
 
-def _reachable(address: str) -> None:
+def _reachable(address: str, source: str = "--address") -> None:
     """Fail fast, naming the address, instead of Ray's long retry loop."""
     if address == "auto":
         return
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379) "
+        raise ConfigError(f"{source} {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379) "
                           "or 'auto'")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
         raise ConfigError(
-            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}). Start "
+            f"{source} {address}: no Ray cluster answers there ({exc.strerror or exc}). Start "
             "one with `ray start --head --port PORT` (see the README's cluster recipe), or "
             "omit --address (and RAY_ADDRESS) for a local Ray on this machine") from None
 
@@ -238,19 +246,21 @@ def connect(address: str | None, log: Log) -> bool:
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    source = "--address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     quiet = {"logging_level": "WARNING", "log_to_driver": False}
     if address is None:
         log("starting a local Ray on this machine (no --address / RAY_ADDRESS)")
         # "local": a new Ray, never a cluster that `ray start` left running (or dead) here
         ray.init(address="local", include_dashboard=False, **quiet)
         return True
-    _reachable(address)
+    _reachable(address, source)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError) as exc:
         raise ConfigError(
-            f"--address {address}: could not join the Ray cluster ({exc}). If it uses token "
+            f"{source} {address}: could not join the Ray cluster ({exc}). If it uses token "
             "authentication (Ray's default), export RAY_AUTH_TOKEN=$(ray get-auth-token) from "
             "the head node first") from None
     log(f"joined the Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):.0f} "
@@ -294,6 +304,12 @@ def _optuna_searcher(resolved: Resolved) -> OptunaSearch:
     else:
         sampler = optuna.samplers.GridSampler(resolved.space.grid(), seed=spec.search_seed)
     storage = optuna.storages.RDBStorage(resolved.storage)
+    study = optuna.create_study(storage=storage, study_name=resolved.study_name,
+                                direction="maximize", load_if_exists=True)
+    for name, value in (("selection", spec.selection), ("search_hash", resolved.hash),
+                        ("dataset", spec.dataset), ("method", spec.method),
+                        ("uses_test_data", SELECTION_RULES[spec.selection].uses_test_data)):
+        study.set_user_attr(name, value)  # the study says what its values mean
     return NoNaNOptunaSearch(space=resolved.space.suggest, metric="score", mode="max",
                              sampler=sampler, storage=storage, study_name=resolved.study_name)
 
@@ -406,8 +422,9 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
             {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         if tune.Tuner.can_restore(str(experiment)):
             log(f"resuming search {resolved.hash} from {experiment}")
+            # errored trials stay failed: FailureConfig has already retried them
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=True)
+                                       resume_unfinished=True, resume_errored=False)
         else:
             log(f"search {resolved.hash}: {resolved.trials} trials of {spec.method} on "
                 f"{spec.dataset} ({spec.sampler}, {len(spec.seeds)} seeds each, selection "
@@ -481,20 +498,30 @@ def collect(resolved: Resolved, grid) -> list[dict]:
         sampled = dict(result.config or {})
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or (Path(result.path).name if result.path else "?")
-        key = resolved.setup.key(sampled)
-        record = read_record(resolved.setup.records_dir, key)
+        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        try:
+            key = resolved.setup.key(sampled)
+        except ConfigError as exc:  # cannot happen for a validated space; never lose the table
+            key, sampled, error = None, {}, error or str(exc)
+        record = read_record(resolved.setup.records_dir, key) if key else None
         if record is not None:
             for row in rows_of(record):
                 rows.append(_row(resolved, trial_id, key, sampled, row, record))
             continue
-        status = "failed" if result.error else "stopped" if metrics else "not run"
-        error = str(result.error).strip().splitlines()[-1][:300] if result.error else None
+        reported_any = "trial_key" in metrics  # Tune fills in its own keys in any case
+        if metrics.get("finished"):
+            status, error = "failed", (
+                f"finished on {metrics.get('hostname', 'another node')} but its done record "
+                f"is not in {resolved.setup.records_dir}: on a cluster --out must be on "
+                "storage that every node shares")
+        else:
+            status = "failed" if error else "stopped" if reported_any else "not run"
         reported = {k.split("/")[0]: {"mean": v} for k, v in metrics.items()
                     if k.endswith("/mean")}
         rows.append(_row(resolved, trial_id, key, sampled,
-                         {"steps": metrics.get("step"), "status": status,
-                          "n_diverged": metrics.get("diverged"), "metrics": reported},
-                         None, error))
+                         {"steps": metrics.get("step") if reported_any else None,
+                          "status": status, "n_diverged": metrics.get("diverged"),
+                          "metrics": reported}, None, error))
     # Finished work that Tune no longer knows of (killed before its state reached storage,
     # then other trials were asked for): still this search's results, so still in the table.
     seen = {r["trial_key"] for r in rows}
@@ -515,7 +542,10 @@ def collect(resolved: Resolved, grid) -> list[dict]:
 
 def _row(resolved: Resolved, trial_id, key, sampled, row, record, error=None) -> dict:
     setup = resolved.setup
-    cfg = setup.config(sampled).to_dict()
+    try:
+        cfg = setup.config(sampled).to_dict()
+    except ConfigError:
+        cfg = dict(setup.base)
     result = (record or {}).get("result", {})
     out = {"search": resolved.hash, "trial": trial_id, "trial_key": key,
            "status": row["status"], "steps": row["steps"], "selection": setup.selection,
@@ -526,7 +556,7 @@ def _row(resolved: Resolved, trial_id, key, sampled, row, record, error=None) ->
         out[f"{name}.std"] = stat.get("std")
     for k, v in cfg.items():
         out[f"config.{k}"] = json.dumps(v) if isinstance(v, list) else v
-    if row["steps"] is not None:
+    if record is not None:  # a finished run length; otherwise steps is where it stopped
         out["config.steps"] = row["steps"]
     runtime, node = result.get("runtime", {}), (record or {}).get("node", {})
     data = result.get("data", {})

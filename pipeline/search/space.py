@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pipeline.config import TrainConfig, coerce, make_config
+from pipeline.config import TrainConfig, coerce, field_type, make_config
 from pipeline.errors import ConfigError, unknown_name_message
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
@@ -141,8 +141,38 @@ def parse_space(raw: Mapping | None, base: dict, fixed: Mapping) -> SearchSpace:
         if key == "steps":
             steps = _parse_steps(spec)
             continue
-        dims.append(_parse_dimension(key, spec, base))
+        dims.append(_parse_dimension(key, spec, fixed))
+    _check(tuple(dims), base, {})
     return SearchSpace(tuple(dims), steps)
+
+
+def _first_point(dims: tuple[Dimension, ...]) -> dict:
+    """Every dimension at its first value (low end / first choice), branches included."""
+    point = {}
+    for dim in dims:
+        point[dim.key] = dim.bounds()[0]
+        if dim.branches:
+            point.update(_first_point(dim.branches[point[dim.key]]))
+    return point
+
+
+def _check(dims: tuple[Dimension, ...], base: dict, context: dict) -> None:
+    """Try every end and every choice as a real config, the other dimensions at their first
+    value, so that a value the trainer would refuse fails now, not in every trial."""
+    first = _first_point(dims)
+    for dim in dims:
+        own = {sub.key for subs in dim.branches.values() for sub in subs}
+        others = {k: v for k, v in first.items() if k not in own}
+        for value in dim.bounds():
+            point = {**others, dim.key: value,
+                     **(_first_point(dim.branches[value]) if dim.branches else {})}
+            try:
+                make_config(None, **{**base, **context, **point})
+            except ConfigError as exc:
+                raise ConfigError(f"search space {dim.key!r}: the value {value!r} is not "
+                                  f"valid: {exc}") from None
+        for option, subs in dim.branches.items():
+            _check(subs, base, {**context, **others, dim.key: option})
 
 
 def _parse_steps(spec) -> tuple[int, ...]:
@@ -157,8 +187,7 @@ def _parse_steps(spec) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _parse_dimension(key: str, spec, base: dict, context: dict | None = None) -> Dimension:
-    context = context or {}
+def _parse_dimension(key: str, spec, fixed: Mapping) -> Dimension:
     where = f"search space {key!r}"
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} "
@@ -170,15 +199,10 @@ def _parse_dimension(key: str, spec, base: dict, context: dict | None = None) ->
         raise ConfigError(unknown_name_message("config key in the search space", key,
                                                CONFIG_KEYS))
     if kind == "choice":
-        dim = _parse_choice(key, args, base, context, where)
-    else:
-        dim = _parse_range(key, kind, args, where)
-    for value in dim.bounds():  # every end / choice must be a valid config on its own
-        try:
-            make_config(None, **{**base, **context, key: value})
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: the value {value!r} is not valid: {exc}") from None
-    return dim
+        return _parse_choice(key, args, fixed, where)
+    if kind in ("uniform", "log_uniform") and field_type(key) is int:
+        raise ConfigError(f"{where}: {key} is a whole number; use int or log_int, not {kind}")
+    return _parse_range(key, kind, args, where)
 
 
 def _parse_range(key: str, kind: str, args, where: str) -> Dimension:
@@ -201,7 +225,7 @@ def _parse_range(key: str, kind: str, args, where: str) -> Dimension:
     return Dimension(key, kind, low, high)
 
 
-def _parse_choice(key: str, args, base: dict, context: dict, where: str) -> Dimension:
+def _parse_choice(key: str, args, fixed: Mapping, where: str) -> Dimension:
     if isinstance(args, Mapping):  # options with their own parameters
         if not args:
             raise ConfigError(f"{where}: choice needs at least one option")
@@ -211,9 +235,8 @@ def _parse_choice(key: str, args, base: dict, context: dict, where: str) -> Dime
             if not isinstance(sub, Mapping):
                 raise ConfigError(f"{where}: option {option!r} needs a mapping of its own "
                                   f"parameters (or {{}}), got {sub!r}")
-            inner = {**context, key: option}
-            branches[coerce(key, option)] = tuple(
-                _parse_dimension(k, s, base, inner) for k, s in sub.items())
+            branches[coerce(key, option)] = tuple(  # --set wins here too
+                _parse_dimension(k, s, fixed) for k, s in sub.items() if k not in fixed)
         return Dimension(key, "choice", choices=tuple(branches), branches=branches)
     if not isinstance(args, list | tuple) or not args:
         raise ConfigError(f"{where}: choice needs a non-empty list, got {args!r}")

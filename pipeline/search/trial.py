@@ -204,9 +204,12 @@ def final_metrics(record: dict, setup: TrialSetup) -> dict:
     scored = [(score_of(r["metrics"], setup.selection, keys), r) for r in rows
               if r["status"] == "ok"]
     scored = [(s, r) for s, r in scored if s is not None]
+    diverged = all(r["status"] == "diverged" for r in rows)
     out = {"step": max(r["steps"] for r in rows), "trial_key": record["key"], "finished": True,
-           "status": "ok" if scored else "diverged",
-           "diverged": max(r["n_diverged"] for r in rows)}
+           # "no_score": finished, but the rule's metric is missing (Optuna: FAIL, no number)
+           "status": "ok" if scored else "diverged" if diverged else "no_score",
+           "diverged": max(r["n_diverged"] for r in rows),
+           "hostname": record.get("node", {}).get("hostname")}
     if scored:
         score, best = max(scored, key=lambda sr: sr[0])
         out.update({"score": score, "best_steps": best["steps"], **_flat(best["metrics"])})
@@ -246,8 +249,8 @@ def add_leave_one_out(result: dict, cfg: TrainConfig, setup: TrialSetup, envset:
             m["status"] == "ok" for m in merged) else None
 
     def attach(target: dict, members_of) -> None:
-        _, stat = loo(members_of)
-        if stat is not None:
+        merged, stat = loo(members_of)
+        if all(m["status"] == "ok" for m in merged):  # a mean over fewer seeds is no score
             target["loo_acc"] = stat
 
     attach(result["metrics"], lambda r: r.members)
@@ -256,9 +259,22 @@ def add_leave_one_out(result: dict, cfg: TrainConfig, setup: TrialSetup, envset:
     result["leave_one_out_envs"] = names
 
 
-def rerun(record: dict) -> TrainResult:
-    """Retrain a done record's configuration with its seeds, outside Ray Tune."""
+def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
+    """Retrain a done record's configuration with its seeds, outside Ray Tune.
+
+    The device, dtype and thread count are the stored ones (they are part of the config);
+    ``envs_dir`` points at the same environments elsewhere (checked by their sha256).
+    The leave-one-environment-out runs, if any, are not repeated.
+    """
     setup = TrialSetup(**{**record["setup"], "seeds": tuple(record["setup"]["seeds"]),
                           "record_at": tuple(record["setup"]["record_at"])})
-    cfg = setup.config(record["sampled"])
-    return train(cfg, setup.seeds, envset=_envs(cfg), record_at=setup.record_at)
+    sampled = dict(record["sampled"])
+    if envs_dir is not None:
+        setup = TrialSetup(**{**asdict(setup), "base": {**setup.base, "envs_dir": envs_dir}})
+    cfg = setup.config(sampled)
+    envset = _envs(cfg)
+    if envset.manifest_sha256 != setup.data_sha256:
+        raise ConfigError(f"the environments at {envset.path} are not the ones the trial used "
+                          f"(manifest sha256 {envset.manifest_sha256[:12]}, trial "
+                          f"{setup.data_sha256[:12]}); pass --envs-dir with the right ones")
+    return train(cfg, setup.seeds, envset=envset, record_at=setup.record_at)

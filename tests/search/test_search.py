@@ -56,6 +56,7 @@ def test_local_search_trains_every_trial_and_selects_by_the_named_rule(finished_
     assert len(table) == 8
     assert set(table["selection"]) == {"train_domain_val"}
     assert (table["config.holdout_fraction"] == 0.2).all()  # DomainBed's validation split
+    assert (table["config.device"] == "cpu").all()  # no GPU share: never a GPU
     assert table["val_acc.mean"].notna().all() and table["test_acc.std"].notna().all()
     assert set(table["seeds"]) == {"0,1"}
     assert pd.read_csv(out / "trials.csv")["trial_key"].tolist() == table["trial_key"].tolist()
@@ -74,6 +75,7 @@ def test_optuna_study_is_stored_with_every_trial(finished_search):
     study = optuna.load_study(study_name=described["optuna_study"],
                               storage=described["optuna_storage"])
     assert len(study.trials) == 4
+    assert study.user_attrs["selection"] == "train_domain_val"
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     table = finished_search.table
     best_per_trial = max(r["score"] for r in table)  # a trial's value is its best run length

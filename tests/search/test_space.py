@@ -91,3 +91,39 @@ def test_largest_value_of_a_key_covers_fixed_and_searched():
     cfg = make_config(None, **{**BASE, "anneal_iters": 10})
     assert parse_space(PAPER, BASE, {}).largest("anneal_iters", cfg) == 249
     assert parse_space({}, BASE, {}).largest("anneal_iters", cfg) == 10
+
+
+def test_every_space_in_params_yaml_is_valid():
+    from pathlib import Path
+
+    import yaml
+
+    spaces = yaml.safe_load(Path("params.yaml").read_text())["search"]["spaces"]
+    assert {"irm", "vrex", "erm", "irm_schedules"} <= set(spaces)
+    for name, raw in spaces.items():
+        method = "erm" if name == "erm" else "vrex" if name == "vrex" else "irm"
+        base = make_config(None, method=method).to_dict()
+        space = parse_space(raw, base, {})
+        for values in draw(space, n=25):
+            make_config(None, **{**base, **values})  # every draw is a valid config
+
+
+def test_a_branch_is_checked_with_its_sibling_parameters_set():
+    # exponential needs penalty_cap: valid because the branch draws one alongside exp_rate
+    space = parse_space({"schedule": {"choice": {
+        "exponential": {"exp_rate": {"uniform": [1.01, 1.1]},
+                        "penalty_cap": {"log_uniform": [1e3, 1e6]}}}}}, BASE, {})
+    assert all(1e3 <= d["penalty_cap"] <= 1e6 for d in draw(space, n=10))
+
+
+def test_set_wins_inside_a_branch_too():
+    space = parse_space({"schedule": {"choice": {
+        "polynomial": {"poly_k": {"log_uniform": [1e-2, 1.0]},
+                       "penalty_cap": {"log_uniform": [1e3, 1e6]}}}}}, BASE,
+        {"penalty_cap": 1e4})
+    assert all("penalty_cap" not in d for d in draw(space, n=10))
+
+
+def test_whole_number_keys_refuse_float_ranges():
+    with pytest.raises(ConfigError, match="anneal_iters is a whole number; use int or log_int"):
+        parse_space({"anneal_iters": {"uniform": [50, 249]}}, BASE, {})
