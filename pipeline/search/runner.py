@@ -415,6 +415,7 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
     started = connect(spec.address, log)  # an unreachable address fails before --out is touched
     t1 = time.perf_counter()
     try:
+        concurrent_trials(spec)  # a GPU request the cluster cannot meet fails here
         claim_out(resolved)
         experiment = resolved.out / "ray" / f"search-{resolved.hash}"
         trainable = tune.with_resources(
@@ -451,9 +452,12 @@ def concurrent_trials(spec: SearchSpec) -> int:
     """``max_concurrent``, else as many trials as the cluster's CPUs (and GPUs) hold now."""
     import ray
 
+    resources = ray.cluster_resources()
+    if spec.gpus_per_trial and not resources.get("GPU"):
+        raise ConfigError(f"gpus_per_trial = {spec.gpus_per_trial} but the Ray cluster has no "
+                          "GPUs; its trials would wait for ever (use 0 for CPU trials)")
     if spec.max_concurrent:
         return spec.max_concurrent
-    resources = ray.cluster_resources()
     fits = [resources.get("CPU", 1.0) / spec.cpus_per_trial]
     if spec.gpus_per_trial:
         fits.append(resources.get("GPU", 0.0) / spec.gpus_per_trial)
