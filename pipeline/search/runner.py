@@ -422,7 +422,8 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
             tune.with_parameters(run_trial, setup=resolved.setup),
             {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         if tune.Tuner.can_restore(str(experiment)):
-            log(f"resuming search {resolved.hash} from {experiment}")
+            log(f"resuming search {resolved.hash} from {experiment} (finished trials are "
+                "read from their done records, not trained again)")
             # errored trials stay failed: FailureConfig has already retried them
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
                                        resume_unfinished=True, resume_errored=False)
@@ -535,7 +536,9 @@ def collect(resolved: Resolved, grid) -> list[dict]:
             for row in rows_of(record):
                 rows.append(_row(resolved, record.get("trial", "?"), record["key"],
                                  record["sampled"], row, record))
-    rows.sort(key=lambda r: (str(r["trial"]), r["steps"] or 0))
+    # by trial key (a hash of what the trial computes), not by Tune's random trial id: the same
+    # search gives the same table order, and so the same tie-breaks in selection
+    rows.sort(key=lambda r: (str(r["trial_key"]), r["steps"] or 0))
     keys = train_env_keys([{"metrics": r["_metrics"]} for r in rows])
     rule = SELECTION_RULES[resolved.setup.selection]
     for r in rows:
