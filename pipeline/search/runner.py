@@ -317,8 +317,9 @@ def _optuna_searcher(resolved: Resolved) -> OptunaSearch:
 class SearchProgress(tune.Callback):
     """Terminal progress: trials done / running / failed, the best so far, elapsed time."""
 
-    def __init__(self, total: int, selection: str, interval_s: float = 15.0):
+    def __init__(self, total: int, selection: str, steps: int, interval_s: float = 15.0):
         self.total, self.selection, self.interval_s = total, selection, interval_s
+        self.steps = steps
         self.start, self.last = time.time(), 0.0
 
     def setup(self, **info) -> None:
@@ -327,11 +328,12 @@ class SearchProgress(tune.Callback):
     def _line(self, trials) -> str:
         count = {"ok": 0, "diverged": 0}
         running = failed = stopped = 0
-        best = None
+        best, at = None, []
         for t in trials:
             last = t.last_result or {}
             if t.status == "RUNNING":
                 running += 1
+                at.append(f"{last.get('step', 0)}/{self.steps}")
             elif t.status == "ERROR":
                 failed += 1
             elif t.status == "TERMINATED":
@@ -349,7 +351,8 @@ class SearchProgress(tune.Callback):
         elapsed = time.time() - self.start
         return (f"[search {elapsed // 60:.0f}m{elapsed % 60:02.0f}s] {finished}/{self.total} "
                 f"finished ({count['ok']} ok, {count['diverged']} diverged, {failed} failed, "
-                f"{stopped} stopped early), {running} running | best {self.selection}: "
+                f"{stopped} stopped early), {running} running"
+                f"{' (steps ' + ', '.join(at) + ')' if at else ''} | best {self.selection}: "
                 f"{best_text}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -491,7 +494,8 @@ def _new_tuner(resolved: Resolved, trainable):
             # Ray copies its experiment state to storage_path every 300 s by default; a restore
             # should not start from a state that old (state is saved every ~10 s)
             sync_config=tune.SyncConfig(sync_period=10),
-            callbacks=[SearchProgress(resolved.trials, spec.selection)], verbose=0))
+            callbacks=[SearchProgress(resolved.trials, spec.selection,
+                                      resolved.setup.base["steps"])], verbose=0))
 
 
 # -- the table ---------------------------------------------------------------------------------

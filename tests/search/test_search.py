@@ -172,3 +172,24 @@ def test_optuna_searcher_survives_a_restore_that_replays_a_finished_trial(tmp_pa
     restored.on_trial_complete("t2", nan)
     states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == ["COMPLETE", "FAIL"]
+
+
+def test_progress_line_counts_trials_and_names_the_best():
+    from types import SimpleNamespace as Trial
+
+    from pipeline.search.runner import SearchProgress
+
+    trials = [
+        Trial(status="TERMINATED", trial_id="a", config={"lr": 0.01},
+              last_result={"finished": True, "status": "ok", "score": 0.71}),
+        Trial(status="TERMINATED", trial_id="b", config={"lr": 0.1},
+              last_result={"finished": True, "status": "diverged"}),
+        Trial(status="TERMINATED", trial_id="c", config={"lr": 0.02},
+              last_result={"finished": False, "score": 0.9}),  # stopped by ASHA: not best
+        Trial(status="ERROR", trial_id="d", config={"lr": 0.03}, last_result={}),
+        Trial(status="RUNNING", trial_id="e", config={"lr": 0.04}, last_result={"step": 151}),
+    ]
+    line = SearchProgress(8, "irm_paper", steps=501)._line(trials)
+    assert "4/8 finished (1 ok, 1 diverged, 1 failed, 1 stopped early)" in line
+    assert "1 running (steps 151/501)" in line
+    assert "best irm_paper: 0.7100 (a: lr=0.01)" in line
