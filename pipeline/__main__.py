@@ -233,6 +233,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
               f"{stored['runtime']['threads']} threads)")
         return 1
     print("identical to the stored trial, bit for bit (every seed, every recorded run length)")
+    if record["setup"].get("leave_one_out"):
+        print("(the leave-one-environment-out runs behind loo_acc were not repeated)")
     return 0
 
 
