@@ -193,3 +193,20 @@ def test_progress_line_counts_trials_and_names_the_best():
     assert "4/8 finished (1 ok, 1 diverged, 1 failed, 1 stopped early)" in line
     assert "1 running (steps 151/501)" in line
     assert "best irm_paper: 0.7100 (a: lr=0.01)" in line
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_crashing_trial_is_retried_then_recorded_as_failed(local_ray, tmp_path, tiny_envs_dir):
+    # device cuda:0 passes validation (a name) but raises in the trial on a CPU-only machine
+    spaces = {"irm": {"device": {"choice": ["cpu", "cuda:0"]}}}
+    fixed = {**FIXED, "steps": 10}
+    outcome = run_search(_spec(tmp_path, tiny_envs_dir, spaces=spaces, fixed=fixed,
+                               sampler="grid", trials=None, max_failures=1, selection="oracle"))
+    rows = {json.loads(r["searched"])["device"]: r for r in outcome.table}
+    assert rows["cpu"]["status"] == "ok"
+    assert rows["cuda:0"]["status"] == "failed"
+    assert "CUDA is not available" in rows["cuda:0"]["error"]
+    attempts = [json.loads(line)["key"] for line in
+                (tmp_path / "trials" / "executions.jsonl").read_text().splitlines()]
+    assert attempts.count(rows["cuda:0"]["trial_key"]) == 2  # the first try and one retry
+    assert outcome.best["trial"] == rows["cpu"]["trial"]
