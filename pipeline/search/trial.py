@@ -66,10 +66,8 @@ def read_record(records_dir: str | Path, key: str) -> dict | None:
     path = record_path(records_dir, key)
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, json.JSONDecodeError):  # writes are atomic; a bad file is none
         return None
-    except json.JSONDecodeError:
-        return None  # a torn write cannot happen (atomic rename), but never trust a bad file
 
 
 def write_record(records_dir: str | Path, record: dict) -> Path:
@@ -103,13 +101,20 @@ def _envs(cfg: TrainConfig) -> EnvSet:
     return _ENVS[path]
 
 
+def _checked_envs(cfg: TrainConfig, setup: TrialSetup) -> EnvSet:
+    """The trial's environments, refused unless they are the ones the search started with."""
+    envset = _envs(cfg)
+    if envset.manifest_sha256 != setup.data_sha256:
+        raise ConfigError(f"the environments at {envset.path} are not the search's (manifest "
+                          f"sha256 {envset.manifest_sha256[:12]}, search "
+                          f"{setup.data_sha256[:12]}): rebuilt since, or the wrong --envs-dir")
+    return envset
+
+
 def train_trial(setup: TrialSetup, sampled: dict, progress=None) -> dict:
     """Train one sampled configuration and return its done record (not yet written)."""
     cfg = setup.config(sampled)
-    envset = _envs(cfg)
-    if envset.manifest_sha256 != setup.data_sha256:
-        raise ConfigError(f"the environments at {envset.path} changed since the search "
-                          "started (manifest sha256 differs); rebuild or start a new search")
+    envset = _checked_envs(cfg, setup)
     result = train(cfg, setup.seeds, envset=envset, progress=progress,
                    record_at=setup.record_at)
     result_dict = result.to_dict()
@@ -272,9 +277,4 @@ def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
     if envs_dir is not None:
         setup = TrialSetup(**{**asdict(setup), "base": {**setup.base, "envs_dir": envs_dir}})
     cfg = setup.config(sampled)
-    envset = _envs(cfg)
-    if envset.manifest_sha256 != setup.data_sha256:
-        raise ConfigError(f"the environments at {envset.path} are not the ones the trial used "
-                          f"(manifest sha256 {envset.manifest_sha256[:12]}, trial "
-                          f"{setup.data_sha256[:12]}); pass --envs-dir with the right ones")
-    return train(cfg, setup.seeds, envset=envset, record_at=setup.record_at)
+    return train(cfg, setup.seeds, envset=_checked_envs(cfg, setup), record_at=setup.record_at)
