@@ -1,0 +1,57 @@
+"""Final evaluation: fresh seeds only, provenance on every result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.config import PRESETS, make_config
+from pipeline.errors import ConfigError
+from pipeline.evaluate import PRESET_PROVENANCE, evaluate_preset, evaluate_selected
+from pipeline.training import train
+
+
+def _best(tmp_path, tiny_envs_dir, **overrides):
+    config = make_config(None, dataset="colored_fashion_mnist", envs_dir=str(tiny_envs_dir),
+                         method="irm", hidden_dim=8, steps=12, anneal_iters=4,
+                         penalty_weight=50.0, threads=1).to_dict()
+    best = {"selection": "irm_paper", "uses_test_data": True, "score": 0.6, "search": "abc",
+            "trial_key": "k", "seeds": [0, 1, 2], "config": config, **overrides}
+    (tmp_path / "best.json").write_text(json.dumps(best))
+    return config
+
+
+def test_selected_config_is_retrained_with_the_given_seeds(tmp_path, tiny_envs_dir):
+    config = _best(tmp_path, tiny_envs_dir)
+    result = evaluate_selected(tmp_path, [1000, 1001])
+    assert result["seeds"] == [1000, 1001]
+    assert result["provenance"] == {"kind": "selected", "selection": "irm_paper",
+                                    "uses_test_data": True, "search": "abc",
+                                    "search_seeds": [0, 1, 2], "trial_key": "k",
+                                    "selection_score": 0.6}
+    direct = train(make_config(None, **config), [1000, 1001]).to_dict()
+    assert result["members"] == direct["members"]  # the same config, nothing else changed
+
+
+def test_search_seeds_are_refused_for_evaluation(tmp_path, tiny_envs_dir):
+    _best(tmp_path, tiny_envs_dir)
+    with pytest.raises(ConfigError, match=r"evaluation seeds \[2\] were search seeds"):
+        evaluate_selected(tmp_path, [2, 1000])
+
+
+def test_a_search_that_selected_nothing_says_why(tmp_path, tiny_envs_dir):
+    _best(tmp_path, tiny_envs_dir, selected=None, reason="no trial finished")
+    with pytest.raises(ConfigError, match="selected no configuration.*no trial finished"):
+        evaluate_selected(tmp_path, [1000])
+    with pytest.raises(ConfigError, match="not a finished search"):
+        evaluate_selected(tmp_path / "missing", [1000])
+
+
+def test_every_preset_says_how_it_was_chosen(tiny_envs_dir):
+    assert set(PRESET_PROVENANCE) == set(PRESETS)
+    result = evaluate_preset("erm_paper", "colored_fashion_mnist", [1000],
+                             envs_dir=str(tiny_envs_dir), overrides={"steps": 5, "threads": 1})
+    assert result["provenance"]["kind"] == "preset"
+    assert result["provenance"]["uses_test_data"] is False
+    assert result["config"]["hidden_dim"] == PRESETS["erm_paper"]["hidden_dim"]
