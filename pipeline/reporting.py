@@ -52,3 +52,115 @@ def markdown_summary(results: list[dict]) -> str:
                      f"{_pct(metrics.get('train_acc'))} | {_pct(metrics.get('test_acc'))} | "
                      f"{_pct(metrics.get('test_gray_acc'))} | {n_div} |")
     return "\n".join(lines)
+
+
+# -- the method x dataset table of final evaluations --------------------------------------------
+
+# Published anchors (reference section 0 / 1.5), keyed by (dataset, configuration). They apply
+# only to the IRM Colored MNIST protocol on the full MNIST data.
+PUBLISHED: dict[tuple[str, str], dict] = {
+    ("colored_mnist", "erm_paper"): {"train": (87.4, 0.2), "test": (17.1, 0.6)},
+    ("colored_mnist", "irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
+    ("colored_mnist", "gray_paper"): {"train": (73.5, 0.2), "test": (73.0, 0.4)},
+    ("colored_mnist", "irm selected by irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
+}
+PUBLISHED_SOURCE = ("IRM paper, Colored MNIST (reference section 1.5): mean ± std over 10 "
+                    "restarts")
+
+
+def configuration_of(result: dict) -> tuple[str, str, bool | None]:
+    """(configuration label, how it was chosen, uses test data) from a result's provenance."""
+    prov = result.get("provenance") or {}
+    if prov.get("kind") == "selected":
+        return (f"{result['config']['method']} selected by {prov['selection']}",
+                f"search {prov['search']}", prov["uses_test_data"])
+    if prov.get("kind") == "preset":
+        return prov["preset"], prov["selection"], prov["uses_test_data"]
+    return f"{result['config']['method']} (fixed config)", "no provenance recorded", None
+
+
+def accuracy_rows(results: list[dict]) -> list[dict]:
+    """One row per evaluation result: train / test accuracy (%) with the published anchor."""
+    rows = []
+    for r in results:
+        label, how, uses_test = configuration_of(r)
+        data, metrics = r["data"], r["metrics"]
+        published = None if data.get("reduced") else PUBLISHED.get((data["dataset"], label))
+        test = metrics.get("test_acc")
+        rows.append({
+            "dataset": data["dataset"], "source": data.get("source"),
+            "reduced": bool(data.get("reduced")), "configuration": label, "chosen": how,
+            "uses_test_data": uses_test, "seeds": len(r["seeds"]),
+            "diverged": sum(m["status"] != "ok" for m in r["members"]),
+            "train": _pct_pair(metrics.get("train_acc")), "test": _pct_pair(test),
+            "published_train": published["train"] if published else None,
+            "published_test": published["test"] if published else None,
+            "delta_test": (100 * test["mean"] - published["test"][0])
+            if published and test else None})
+    return sorted(rows, key=lambda row: (row["dataset"], row["configuration"]))
+
+
+def _pct_pair(stat: dict | None) -> tuple[float, float] | None:
+    return None if not stat else (100 * stat["mean"], 100 * stat["std"])
+
+
+def _pm(pair, tex: bool = False) -> str:
+    if pair is None:
+        return "--" if tex else "—"
+    sign = r"$\pm$" if tex else "±"
+    return f"{pair[0]:.1f} {sign} {pair[1]:.1f}"
+
+
+def _caption(rows: list[dict]) -> str:
+    chosen = sorted({f"{r['configuration']}: {r['chosen']}" for r in rows})
+    test_users = sorted({r["configuration"] for r in rows if r["uses_test_data"]})
+    parts = ["Accuracy (%) of the final evaluation: mean ± std (ddof = 0) over the evaluation "
+             "seeds that did not diverge, final step.",
+             "Configurations: " + "; ".join(chosen) + "."]
+    if test_users:
+        parts.append("Selected with test data (optimistic): " + ", ".join(test_users) + ".")
+    if any(r["reduced"] for r in rows):
+        parts.append("REDUCED data (smoke test, not comparable to published numbers): "
+                     + ", ".join(sorted({r["dataset"] for r in rows if r["reduced"]})) + ".")
+    if any(r["published_test"] for r in rows):
+        parts.append(f"Published: {PUBLISHED_SOURCE}; Δ = ours − published test accuracy.")
+    return " ".join(parts)
+
+
+def accuracy_markdown(results: list[dict]) -> str:
+    rows = accuracy_rows(results)
+    lines = ["| dataset (source) | configuration | seeds | train % | test % | published train % "
+             "| published test % | Δ test |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        source = f"{r['source']}{', REDUCED' if r['reduced'] else ''}"
+        delta = "—" if r["delta_test"] is None else f"{r['delta_test']:+.1f}"
+        seeds = f"{r['seeds']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
+        lines.append(f"| {r['dataset']} ({source}) | {r['configuration']} | {seeds} | "
+                     f"{_pm(r['train'])} | {_pm(r['test'])} | {_pm(r['published_train'])} | "
+                     f"{_pm(r['published_test'])} | {delta} |")
+    return "\n".join(lines) + "\n\n" + _caption(rows) + "\n"
+
+
+def _tex(text: str) -> str:
+    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+            .replace("&", r"\&").replace("#", r"\#"))
+
+
+def accuracy_latex(results: list[dict], label: str = "tab:accuracy") -> str:
+    """A booktabs table for papers (needs ``\\usepackage{booktabs}``)."""
+    rows = accuracy_rows(results)
+    body = []
+    for r in rows:
+        dataset = _tex(r["dataset"]) + (r" (reduced)" if r["reduced"] else "")
+        delta = "--" if r["delta_test"] is None else f"{r['delta_test']:+.1f}"
+        seeds = f"{r['seeds']}" + (f" ({r['diverged']} div.)" if r["diverged"] else "")
+        body.append(f"{dataset} & {_tex(r['configuration'])} & {seeds} & "
+                    f"{_pm(r['train'], True)} & {_pm(r['test'], True)} & "
+                    f"{_pm(r['published_test'], True)} & {delta} \\\\")
+    caption = _tex(_caption(rows)).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace(
+        "−", "$-$")
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrrrrr}", r"\toprule",
+        r"Dataset & Configuration & Seeds & Train (\%) & Test (\%) & Published test (\%) "
+        r"& $\Delta$ test \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+        f"\\caption{{{caption}}}", f"\\label{{{label}}}", r"\end{table}", ""])
