@@ -1,0 +1,166 @@
+"""Paper figures (seaborn), each saved as PNG and PDF with labelled axes and units.
+
+Every figure says in its title what selected or fixed the configurations it shows, because a
+reader cannot judge an accuracy without knowing whether test data chose it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed (CI, clusters)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from pipeline.config import make_config  # noqa: E402
+from pipeline.schedules import curve  # noqa: E402
+
+CHANCE, OPTIMAL_INVARIANT = 50.0, 75.0  # Colored MNIST (reference section 0), in %
+
+
+def save(fig, path: Path | str) -> list[Path]:
+    """Write ``path``.png and ``path``.pdf; returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for ax in fig.axes:
+        ax.title.set_fontsize(9)  # two-line titles that name data and selection must fit
+    fig.tight_layout()
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    fig.savefig(out[0], dpi=150)
+    fig.savefig(out[1], metadata={"CreationDate": None})  # no timestamp: same bytes each run
+    plt.close(fig)
+    return out
+
+
+def _config_of(row: pd.Series) -> dict:
+    values = {k[len("config."):]: v for k, v in row.items() if str(k).startswith("config.")}
+    for key in ("step_milestones", "step_values"):
+        if isinstance(values.get(key), str):
+            values[key] = [float(v) for v in values[key].strip("[]").split(",") if v.strip()]
+    if isinstance(values.get("penalty_cap"), float) and math.isnan(values["penalty_cap"]):
+        values["penalty_cap"] = None
+    return values
+
+
+def final_penalty_weight(row: pd.Series) -> float:
+    """The penalty weight at the run's last step (what a trial's schedule reached)."""
+    cfg = make_config(None, **_config_of(row))
+    return cfg.schedule_obj()(int(row["steps"]) - 1)
+
+
+def _finished(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each finished trial at its longest run length (shorter ones may end before the anneal)."""
+    ok = trials[trials["status"] == "ok"]
+    ok = ok[ok["steps"] == ok.groupby("trial_key")["steps"].transform("max")].copy()
+    ok["test %"] = 100 * ok["test_acc.mean"]
+    ok["train %"] = 100 * ok["train_acc.mean"]
+    ok["schedule"] = ok["config.schedule"]
+    return ok
+
+
+def _title(what: str, trials: pd.DataFrame) -> str:
+    rules = ", ".join(sorted(set(trials["selection"].astype(str))))
+    datasets = ", ".join(sorted(set(trials["config.dataset"].astype(str))))
+    return f"{what}\n{datasets}, trials at their longest run, selection: {rules}"
+
+
+def _binned(values: pd.Series, bins: int, fmt: str) -> pd.Series:
+    """Equal-width bins labelled ``low-high`` (readable tick labels)."""
+    cut = pd.cut(values, bins)
+    labels = {c: f"{format(c.left, fmt)}-{format(c.right, fmt)}" for c in cut.cat.categories}
+    return cut.cat.rename_categories(labels)
+
+
+def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
+    """Figure 1: OOD test accuracy against the final penalty weight, by schedule family."""
+    ok = _finished(trials)
+    ok["penalty weight"] = [final_penalty_weight(r) for _, r in ok.iterrows()]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sns.scatterplot(data=ok, x="penalty weight", y="test %", hue="schedule", ax=ax)
+    ax.set_xscale("log")
+    ax.set(xlabel="penalty weight at the last step (log scale)", ylabel="test accuracy (%)",
+           title=_title("OOD test accuracy across search trials", trials))
+    return save(fig, path)
+
+
+def schedules_used(configs: list[dict], steps: int, path: Path | str) -> list[Path]:
+    """Figure 2: the penalty-weight schedules, lambda against step."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    rows = []
+    for cfg in configs:
+        sched = make_config(None, **cfg)
+        label = f"{sched.schedule} (anneal {sched.anneal_iters})"
+        rows += [{"step": t, "lambda": w, "schedule": label}
+                 for t, w in enumerate(curve(sched.schedule_obj(), steps))]
+    sns.lineplot(data=pd.DataFrame(rows), x="step", y="lambda", hue="schedule", ax=ax)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set(xlabel="training step", ylabel="penalty weight λ (symlog scale)",
+           title="Penalty-weight schedules used")
+    return save(fig, path)
+
+
+def training_curves(results: dict[str, dict], path: Path | str) -> list[Path]:
+    """Figure 3: train and test accuracy against step per method (mean, band over seeds)."""
+    rows = []
+    for name, r in results.items():
+        curves = r["curves"]
+        train_keys = [k for k in curves if k.startswith("train") and k.endswith("_acc")]
+        for i, seed in enumerate(r["seeds"]):
+            for j, step in enumerate(curves["step"]):
+                values = [curves[k][i][j] for k in train_keys]
+                if None not in values:
+                    rows.append({"method": name, "seed": seed, "step": step, "split": "train",
+                                 "accuracy (%)": 100 * float(np.mean(values))})
+            for j, step in enumerate(curves["eval_step"]):
+                value = curves["test_acc"][i][j]
+                if value is not None:
+                    rows.append({"method": name, "seed": seed, "step": step, "split": "test",
+                                 "accuracy (%)": 100 * value})
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sns.lineplot(data=frame[frame["split"] == "train"], x="step", y="accuracy (%)",
+                 hue="method", errorbar=("sd", 1), ax=ax)
+    # test accuracy exists only at evaluation steps: markers show where it was measured
+    sns.lineplot(data=frame[frame["split"] == "test"], x="step", y="accuracy (%)",
+                 hue="method", errorbar=("sd", 1), ax=ax, ls="--", marker="o", legend=False)
+    ax.axhline(OPTIMAL_INVARIANT, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="training step", ylabel="accuracy (%)",
+           title="Training curves (solid: train, dashed with markers: test),\n"
+                 "mean ± 1 std over seeds")
+    return save(fig, path)
+
+
+def accuracy_heatmap(trials: pd.DataFrame, path: Path | str, bins: int = 6) -> list[Path]:
+    """Figure 4: mean test accuracy over penalty weight (log bins) x anneal iterations."""
+    ok = _finished(trials)
+    ok["log10 λ"] = _binned(np.log10(ok["config.penalty_weight"].clip(lower=1e-12)), bins,
+                            ".1f")
+    ok["anneal"] = _binned(ok["config.anneal_iters"], bins, ".0f")
+    grid = ok.pivot_table(index="anneal", columns="log10 λ", values="test %", aggfunc="mean",
+                          observed=False)
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    sns.heatmap(grid, annot=True, fmt=".0f", cmap="viridis", ax=ax,
+                cbar_kws={"label": "mean test accuracy (%)"})
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set(xlabel="penalty weight, log10 λ (bins)", ylabel="anneal iterations (bins)",
+           title=_title("Test accuracy over λ x anneal", trials))
+    return save(fig, path)
+
+
+def train_vs_test(trials: pd.DataFrame, path: Path | str) -> list[Path]:
+    """Figure 5: train against test accuracy across trials, with 75% and 50% lines."""
+    ok = _finished(trials)
+    fig, ax = plt.subplots(figsize=(5.0, 4.2))
+    sns.scatterplot(data=ok, x="train %", y="test %", hue="schedule", ax=ax)
+    ax.axhline(OPTIMAL_INVARIANT, color="tab:green", ls="--", lw=1, label="optimal invariant")
+    ax.axhline(CHANCE, color="tab:red", ls=":", lw=1, label="random guessing")
+    ax.legend(fontsize=7)
+    ax.set(xlabel="train accuracy (%)", ylabel="test accuracy (%)",
+           title=_title("Train vs test accuracy across trials", trials))
+    return save(fig, path)
