@@ -40,7 +40,13 @@ from pipeline.search.space import SearchSpace, parse_space
 from pipeline.search.trial import TrialSetup, read_record, rows_of, run_trial
 from pipeline.selection import SELECTION_RULES, select, train_env_keys
 
-SAMPLERS = ("tpe", "random", "grid")
+# name -> (Optuna sampler class, its keyword arguments besides the seed); constant liar:
+# concurrent TPE trials do not all ask for the same point
+SAMPLERS: dict[str, tuple[str, dict]] = {
+    "tpe": ("TPESampler", {"constant_liar": True}),
+    "random": ("RandomSampler", {}),
+    "grid": ("GridSampler", {}),  # plus the grid, from the space
+}
 DEFAULT_HOLDOUT = 0.2  # DomainBed's holdout_fraction, for training-domain validation
 Log = Callable[[str], None]
 
@@ -105,11 +111,14 @@ class Resolved:
 
 
 def sampler_settings(spec: SearchSpec) -> dict:
-    if spec.sampler == "tpe":  # constant liar: concurrent trials do not all ask the same point
-        return {"sampler": "TPESampler", "seed": spec.search_seed, "constant_liar": True}
-    if spec.sampler == "random":
-        return {"sampler": "RandomSampler", "seed": spec.search_seed}
-    return {"sampler": "GridSampler", "seed": spec.search_seed}
+    name, kwargs = SAMPLERS[spec.sampler]
+    return {"sampler": name, "seed": spec.search_seed, **kwargs}
+
+
+def make_sampler(spec: SearchSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    name, kwargs = SAMPLERS[spec.sampler]
+    grid = (space.grid(),) if spec.sampler == "grid" else ()
+    return getattr(optuna.samplers, name)(*grid, seed=spec.search_seed, **kwargs)
 
 
 def resolve(spec: SearchSpec) -> Resolved:
@@ -297,12 +306,7 @@ class NoNaNOptunaSearch(OptunaSearch):
 
 def _optuna_searcher(resolved: Resolved) -> OptunaSearch:
     spec = resolved.spec
-    if spec.sampler == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=spec.search_seed, constant_liar=True)
-    elif spec.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.search_seed)
-    else:
-        sampler = optuna.samplers.GridSampler(resolved.space.grid(), seed=spec.search_seed)
+    sampler = make_sampler(spec, resolved.space)
     storage = optuna.storages.RDBStorage(resolved.storage)
     study = optuna.create_study(storage=storage, study_name=resolved.study_name,
                                 direction="maximize", load_if_exists=True)
