@@ -24,7 +24,7 @@ COLORED_MNIST_DEFAULTS = {
 }
 COLORED_FASHION_DEFAULTS = {
     "source": "auto", "train_flips": [0.2, 0.1], "test_flip": 0.9, "label_noise": 0.25,
-    "coloring": "irm",
+    "coloring": "irm", "n_train": None,  # None: all 54,000; a number subsamples (REDUCED)
 }
 
 
@@ -158,10 +158,19 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
     if raw.test is None:
         raise ConfigError(f"Fashion-MNIST from {raw.source} has no test split (t10k files)")
     train, test = without_bags(raw.train), without_bags(raw.test)
+    notes = raw.notes + [f"class {FASHION_BAG} (Bag) dropped: {len(train.labels)} train, "
+                         f"{len(test.labels)} test images"]
+    reduced = raw.reduced
+    if params["n_train"] is not None:  # a scaled-down run: fewer training images, test kept
+        n_train = as_number("n_train", params["n_train"], int)
+        check_range("n_train", n_train, 2, len(train.labels))
+        keep = torch.from_numpy(np.random.RandomState(seed + 1).permutation(len(train.labels)))
+        train = RawSplit(train.images[keep[:n_train]], train.labels[keep[:n_train]])
+        reduced = reduced or n_train < len(keep)
+        notes.append(f"REDUCED: n_train = {n_train} training images drawn with seed {seed + 1} "
+                     f"(of {len(keep)}); the test split is complete")
     envs = _environments(train, test, footwear, params, seed)
-    info = {"source": raw.source, "reduced": raw.reduced,
-            "notes": raw.notes + [f"class {FASHION_BAG} (Bag) dropped: {len(train.labels)} train, "
-                                  f"{len(test.labels)} test images"],
+    info = {"source": raw.source, "reduced": reduced, "notes": notes,
             "label_rule": "class in {5, 7, 9} (footwear), flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
     return envs, info

@@ -128,7 +128,7 @@ def test_fashion_manifest(fashion_dir, fashion):
     assert manifest["source"].startswith("debian:")
     assert manifest["input_shape"] == [2, 14, 14]
     assert manifest["params"] == {"source": "auto", "train_flips": [0.2, 0.1], "test_flip": 0.9,
-                                  "label_noise": 0.25, "coloring": "irm"}
+                                  "label_noise": 0.25, "coloring": "irm", "n_train": None}
     entries = manifest["environments"]
     assert [e["name"] for e in entries] == ["train0", "train1", "test", "test_gray"]
     for entry in entries:
@@ -147,6 +147,20 @@ def test_fashion_same_seed_same_files_other_seed_differs(fashion_dir, tmp_path):
     for name in ["train0.pt", "train1.pt", "test.pt"]:
         assert sha256(other / name) != sha256(fashion_dir / name), name
     assert json.loads((other / "manifest.json").read_text())["data_seed"] == 1
+
+
+@needs_fashion
+def test_fashion_n_train_subsample_is_flagged_reduced(fashion, tmp_path):
+    small = load_envs(make_envs("colored_fashion_mnist", out_dir=tmp_path,
+                                params={"n_train": 1000}))
+    envs = by_name(small)
+    assert {n: len(e) for n, e in envs.items()} == {
+        "train0": 500, "train1": 500, "test": 9000, "test_gray": 9000}
+    assert small.manifest["reduced"] is True and fashion.manifest["reduced"] is False
+    assert any("REDUCED: n_train = 1000" in note for note in small.manifest["notes"])
+    assert torch.equal(envs["test_gray"].x, by_name(fashion)["test_gray"].x)  # all test images
+    with pytest.raises(ConfigError, match="n_train"):
+        make_envs("colored_fashion_mnist", out_dir=tmp_path / "bad", params={"n_train": 10**6})
 
 
 @needs_fashion
@@ -327,5 +341,5 @@ def test_unknown_dataset_parameter(tmp_path):
     message = str(info.value)
     assert "n_trian" in message
     assert "n_train" in message
-    with pytest.raises(ConfigError, match="n_train"):  # fashion has no n_train
-        make_envs("colored_fashion_mnist", out_dir=tmp_path, params={"n_train": 10})
+    with pytest.raises(ConfigError, match="coloring"):
+        make_envs("colored_fashion_mnist", out_dir=tmp_path, params={"colouring": "irm"})
