@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import PRESETS, make_config
-from pipeline.errors import ConfigError, lookup
+from pipeline.config import PRESETS, coerce, make_config
+from pipeline.errors import ConfigError, lookup, unknown_name_message
 from pipeline.training import ProgressFn, train
 
 # How each preset's hyperparameters were chosen (reference section 1.4).
@@ -40,8 +41,16 @@ def check_fresh_seeds(seeds: Sequence[int], used: Sequence[int]) -> list[int]:
 
 
 def evaluate_selected(search_out: Path | str, seeds: Sequence[int],
-                      envs_dir: str | None = None, progress: ProgressFn | None = None) -> dict:
-    """Retrain the configuration a search selected (``best.json``) with fresh seeds."""
+                      envs_dir: str | None = None, progress: ProgressFn | None = None,
+                      execution: dict | None = None) -> dict:
+    """Retrain the configuration a search selected (``best.json``) with fresh seeds.
+
+    ``execution`` (EXECUTION_KEYS only: device, threads, ...) may differ from the search's.
+    """
+    execution = dict(execution or {})
+    if set(execution) - set(EXECUTION_KEYS):
+        raise ConfigError(f"execution keys must be among {', '.join(EXECUTION_KEYS)} "
+                          f"(got {sorted(execution)})")
     best_path = Path(search_out) / "best.json"
     try:
         best = json.loads(best_path.read_text())
@@ -51,13 +60,13 @@ def evaluate_selected(search_out: Path | str, seeds: Sequence[int],
         raise ConfigError(f"{best_path}: the search selected no configuration "
                           f"({best.get('reason')})")
     seeds = check_fresh_seeds(seeds, best["seeds"])
-    config = {**best["config"], **({"envs_dir": envs_dir} if envs_dir else {})}
+    config = {**best["config"], **execution, **({"envs_dir": envs_dir} if envs_dir else {})}
     result = train(make_config(None, **config), seeds, progress=progress).to_dict()
     result["provenance"] = {
         "kind": "selected", "selection": best["selection"],
         "uses_test_data": best["uses_test_data"], "search": best["search"],
         "search_seeds": best["seeds"], "trial_key": best["trial_key"],
-        "selection_score": best["score"]}
+        "selection_score": best["score"], "execution": execution}
     return result
 
 
@@ -75,3 +84,83 @@ def evaluate_preset(preset: str, dataset: str, seeds: Sequence[int],
     result["provenance"] = {"kind": "preset", "preset": preset, "selection": how,
                             "uses_test_data": uses_test}
     return result
+
+
+# -- the evaluate stage's settings (params.yaml: evaluate) --------------------------------------
+
+# Keys that change how a run executes or what it measures, never what it learns: they may be
+# set for every evaluation, selected configurations included, without changing the selection.
+EXECUTION_KEYS = ("device", "threads", "formulation", "eval_every")
+EVALUATE_KEYS = ("seeds", "execution", "preset_set")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    seeds: list[int]  # fresh seeds: no search trial used them
+    execution: dict  # EXECUTION_KEYS only, for every evaluation
+    preset_set: dict  # deviations from the published presets (recorded in each result)
+
+
+def evaluation_settings(section: dict | None) -> EvaluationSettings:
+    """Validate ``params.yaml: evaluate``; every error names the key and the valid choices."""
+    section = dict(section or {})
+    for key in section:
+        if key not in EVALUATE_KEYS:
+            raise ConfigError(unknown_name_message("key in params.yaml 'evaluate'", key,
+                                                   EVALUATE_KEYS))
+    seeds = section.get("seeds", [1000, 1001, 1002])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                              for s in seeds):
+        raise ConfigError(f"evaluate.seeds = {seeds!r} must be a list of integers, e.g. "
+                          "[1000, 1001, 1002]")
+    execution = _mapping("evaluate.execution", section.get("execution"))
+    for key in execution:
+        if key not in EXECUTION_KEYS:
+            raise ConfigError(unknown_name_message(
+                "key in evaluate.execution (execution settings only; they never change what "
+                "a run learns)", key, EXECUTION_KEYS))
+    preset_set = _mapping("evaluate.preset_set", section.get("preset_set"))
+    execution = {k: coerce(k, v) for k, v in execution.items()}
+    preset_set = {k: coerce(k, v) for k, v in preset_set.items()}
+    make_config("erm_paper", **preset_set, **execution)  # ranges and names, before any work
+    return EvaluationSettings(check_fresh_seeds(seeds, []), execution, preset_set)
+
+
+def _mapping(key: str, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} = {value!r} must be a mapping of config keys to values")
+    return dict(value)
+
+
+def curve_rows(result: dict) -> list[dict]:
+    """Accuracy (%) at each evaluation step, mean over the seeds that did not diverge.
+
+    The rows of ``dvc plots``: train (full-data accuracy, mean of the training environments)
+    and every test environment, at the steps where test accuracy was measured.
+    """
+    curves = result["curves"]
+    alive = [i for i, m in enumerate(result["members"]) if m["status"] == "ok"]
+    train_keys = per_step_train_keys(curves)
+    test_keys = sorted(k for k in curves if k.endswith("_acc") and k not in train_keys)
+    rows = []
+    for j, step in enumerate(curves["eval_step"]):
+        row = {"step": step}
+        row["train_acc"] = _mean_pct([curves[k][i][step] for k in train_keys for i in alive])
+        for key in test_keys:
+            row[key] = _mean_pct([curves[key][i][j] for i in alive])
+        rows.append(row)
+    return rows
+
+
+def per_step_train_keys(curves: dict) -> list[str]:
+    """The training environments' per-step accuracy curves (not held-out ``NAME_val`` ones,
+    which are measured at evaluation steps only)."""
+    return sorted(k for k in curves if k.startswith("train") and k.endswith("_acc")
+                  and not k.endswith("_val_acc") and len(curves[k][0]) == len(curves["step"]))
+
+
+def _mean_pct(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(100 * sum(values) / len(values), 4) if values else None

@@ -8,7 +8,13 @@ import pytest
 
 from pipeline.config import PRESETS, make_config
 from pipeline.errors import ConfigError
-from pipeline.evaluate import PRESET_PROVENANCE, evaluate_preset, evaluate_selected
+from pipeline.evaluate import (
+    PRESET_PROVENANCE,
+    curve_rows,
+    evaluate_preset,
+    evaluate_selected,
+    evaluation_settings,
+)
 from pipeline.training import train
 
 
@@ -29,7 +35,7 @@ def test_selected_config_is_retrained_with_the_given_seeds(tmp_path, tiny_envs_d
     assert result["provenance"] == {"kind": "selected", "selection": "irm_paper",
                                     "uses_test_data": True, "search": "abc",
                                     "search_seeds": [0, 1, 2], "trial_key": "k",
-                                    "selection_score": 0.6}
+                                    "selection_score": 0.6, "execution": {}}
     direct = train(make_config(None, **config), [1000, 1001]).to_dict()
     assert result["members"] == direct["members"]  # the same config, nothing else changed
 
@@ -55,3 +61,49 @@ def test_every_preset_says_how_it_was_chosen(tiny_envs_dir):
     assert result["provenance"]["kind"] == "preset"
     assert result["provenance"]["uses_test_data"] is False
     assert result["config"]["hidden_dim"] == PRESETS["erm_paper"]["hidden_dim"]
+
+
+def test_execution_settings_change_nothing_learned(tmp_path, tiny_envs_dir):
+    _best(tmp_path, tiny_envs_dir)
+    plain = evaluate_selected(tmp_path, [1000])
+    measured_more = evaluate_selected(tmp_path, [1000], execution={"eval_every": 1})
+    assert plain["members"] == measured_more["members"]
+    assert len(measured_more["curves"]["eval_step"]) > len(plain["curves"]["eval_step"])
+    assert measured_more["provenance"]["execution"] == {"eval_every": 1}
+    with pytest.raises(ConfigError, match="execution keys"):
+        evaluate_selected(tmp_path, [1000], execution={"lr": 0.1})
+
+
+def test_curve_rows_average_the_seeds_at_evaluation_steps(tmp_path, tiny_envs_dir):
+    _best(tmp_path, tiny_envs_dir)
+    result = evaluate_selected(tmp_path, [1000, 1001], execution={"eval_every": 2})
+    rows = curve_rows(result)
+    curves = result["curves"]
+    assert [r["step"] for r in rows] == curves["eval_step"]
+    last = rows[-1]
+    assert last["test_acc"] == pytest.approx(100 * result["metrics"]["test_acc"]["mean"], abs=1e-3)
+    step = rows[1]["step"]
+    expected = [curves[k][i][step] for k in ("train0_acc", "train1_acc") for i in (0, 1)]
+    assert rows[1]["train_acc"] == pytest.approx(100 * sum(expected) / 4, abs=1e-3)
+
+
+@pytest.mark.parametrize("section, needle", [
+    ({"seed": [1000]}, "seed"),
+    ({"seeds": 3}, "evaluate.seeds"),
+    ({"seeds": [1000, 1000]}, "distinct"),
+    ({"execution": {"lr": 0.1}}, "lr"),
+    ({"execution": {"threads": "many"}}, "threads"),
+    ({"preset_set": {"dtype": "fp16"}}, "dtype"),
+    ({"preset_set": {"stepz": 3}}, "stepz"),
+])
+def test_bad_evaluate_settings_name_the_key(section, needle):
+    with pytest.raises(ConfigError, match=needle):
+        evaluation_settings(section)
+
+
+def test_evaluate_settings_defaults_and_coercion():
+    settings = evaluation_settings({"seeds": [7, 8], "execution": {"threads": "2"},
+                                    "preset_set": {"dtype": "bf16"}})
+    assert settings.seeds == [7, 8]
+    assert settings.execution == {"threads": 2}
+    assert settings.preset_set == {"dtype": "bf16"}

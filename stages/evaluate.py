@@ -1,0 +1,69 @@
+"""DVC stage: the final evaluation of one configuration on one dataset, with fresh seeds.
+
+Either the configuration a search selected (``--search DIR``, its ``best.json``) or a published
+fixed preset (``--preset NAME``), trained with ``params.yaml: evaluate.seeds``, which no search
+trial used. Writes the full result (JSON, with provenance) and its accuracy curve (CSV, for
+``dvc plots``).
+"""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+from pipeline.evaluate import curve_rows, evaluate_preset, evaluate_selected, evaluation_settings
+from pipeline.reporting import result_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--search", type=Path, help="a finished search's output directory")
+    which.add_argument("--preset", help="a published fixed configuration, e.g. irm_paper")
+    parser.add_argument("--envs-dir", type=Path, required=True,
+                        help="directory holding the dataset's environments (data/envs)")
+    parser.add_argument("--out", type=Path, required=True, help="result JSON")
+    parser.add_argument("--curves", type=Path, required=True, help="accuracy curve CSV")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    settings = evaluation_settings(yaml.safe_load(args.params.read_text()).get("evaluate"))
+    envs_dir = str(args.envs_dir)
+    if args.search:
+        result = evaluate_selected(args.search, settings.seeds, envs_dir, print_progress,
+                                   execution=settings.execution)
+    else:
+        result = evaluate_preset(args.preset, args.dataset, settings.seeds, envs_dir,
+                                 overrides={**settings.preset_set, **settings.execution},
+                                 progress=print_progress)
+        result["provenance"]["deviations"] = settings.preset_set
+    if result["data"]["dataset"] != args.dataset:
+        raise SystemExit(f"--dataset {args.dataset} but the configuration trains on "
+                         f"{result['data']['dataset']}")
+    print(result_table(result), flush=True)
+    write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
+    rows = curve_rows(result)
+    args.curves.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.curves, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def print_progress(info: dict) -> None:
+    print(f"step {info['step']}/{info['steps'] - 1}: train {100 * info['train_acc']:.1f}%, "
+          f"test {100 * info['test_acc']:.1f}%, {info['elapsed_s']:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
