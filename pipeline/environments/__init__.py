@@ -38,7 +38,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "Fashion-MNIST, footwear vs clothing (Bag dropped), IRM's colouring; offline-ready"),
     "sem": DatasetSpec(
         build_sem, SEM_DEFAULTS,
-        f"IRM paper's linear SEM; setup one of {', '.join(SEM_SETUPS)}"),
+        f"IRM paper's linear SEM; setups from {', '.join(SEM_SETUPS)}, reps stacked"),
 }
 
 

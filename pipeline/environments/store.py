@@ -30,7 +30,8 @@ class Environment:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.y)
+        """Examples per environment: y's last axis (leading axes, in ``sem``, are repetitions)."""
+        return self.y.shape[-1]
 
 
 @dataclass
