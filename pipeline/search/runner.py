@@ -34,7 +34,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.config import make_config
 from pipeline.environments import load_envs
-from pipeline.errors import ConfigError, check_range, lookup, unknown_name_message
+from pipeline.errors import (
+    ConfigError,
+    as_number,
+    check_range,
+    lookup,
+    unknown_name_message,
+)
 from pipeline.provenance import git_revision, library_versions
 from pipeline.search.space import SearchSpace, parse_space
 from pipeline.search.trial import TrialSetup, read_record, rows_of, run_trial
@@ -61,7 +67,7 @@ class SearchSpec:
 
     dataset: str
     method: str
-    spaces: dict  # name -> space (params.yaml: search.spaces)
+    spaces: dict  # name -> space (params.yaml: search_spaces)
     out: str
     space: str | None = None  # which of ``spaces``; default: the method's name
     sampler: str = "tpe"
@@ -129,9 +135,9 @@ def resolve(spec: SearchSpec) -> Resolved:
     space_name = spec.space or spec.method
     if space_name not in spec.spaces:
         raise ConfigError(unknown_name_message(
-            "search space (declare it under search.spaces in params.yaml)", space_name,
+            "search space (declare it under search_spaces in params.yaml)", space_name,
             spec.spaces) if spec.spaces else
-            f"no search spaces declared; add search.spaces.{space_name} to params.yaml")
+            f"no search spaces declared; add search_spaces.{space_name} to params.yaml")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
         raise ConfigError(f"seeds must be distinct and >= 0 (got {spec.seeds})")
     check_range("cpus_per_trial", spec.cpus_per_trial, 0.0, low_open=True)
@@ -644,12 +650,19 @@ def summary(resolved: Resolved, rows: list[dict], best: dict | None) -> str:
 # -- params.yaml -------------------------------------------------------------------------------
 
 PARAM_KEYS = {"sampler": "sampler", "trials": "trials", "seeds": "seeds", "seed": "search_seed",
-              "selection": "selection", "set": "fixed", "spaces": "spaces",
+              "selection": "selection", "set": "fixed",
               "envs_dir": "envs_dir", "address": "address", "storage": "storage",
               "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
               "max_concurrent": "max_concurrent", "max_failures": "max_failures",
               "report_every": "report_every", "asha_grace": "asha_grace",
               "asha_reduction": "asha_reduction"}
+
+
+# Numbers in the search section, checked (and YAML strings like "8" converted) up front, so a
+# wrong type fails with the key's name instead of deep inside a comparison.
+NUMERIC_FIELDS = {"trials": int, "search_seed": int, "cpus_per_trial": float,
+                  "gpus_per_trial": float, "max_concurrent": int, "max_failures": int,
+                  "report_every": int, "asha_grace": int, "asha_reduction": float}
 
 
 def seeds_from(value) -> list[int]:
@@ -664,7 +677,9 @@ def seeds_from(value) -> list[int]:
 def spec_from_params(section: dict | None, **overrides) -> SearchSpec:
     """A search from params.yaml's ``search`` section; ``overrides`` (not None) win.
 
-    The DVC stage and the CLI both come through here, so they run the same search.
+    The spaces come from params.yaml's ``search_spaces`` (``spaces=``): kept out of ``search``
+    so that DVC re-runs a method's searches only when that method's space changes. The DVC
+    stage and the CLI both come through here, so they run the same search.
     """
     section = dict(section or {})
     unknown = set(section) - set(PARAM_KEYS)
@@ -675,10 +690,20 @@ def spec_from_params(section: dict | None, **overrides) -> SearchSpec:
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "seeds" in values:
         values["seeds"] = seeds_from(values["seeds"])
+    names = {field: key for key, field in PARAM_KEYS.items()}
+    for field_name, kind in NUMERIC_FIELDS.items():
+        if values.get(field_name) is not None:
+            values[field_name] = as_number(names[field_name], values[field_name], kind)
+    for field_name in ("sampler", "selection"):
+        if field_name in values and not isinstance(values[field_name], str):
+            raise ConfigError(f"{field_name} = {values[field_name]!r} must be a name")
     if "fixed" in values:
         from pipeline.config import coerce
 
-        values["fixed"] = {k: coerce(k, v) for k, v in dict(values["fixed"]).items()}
+        if not isinstance(values["fixed"], dict):
+            raise ConfigError(f"set = {values['fixed']!r} must be a mapping of config keys "
+                              "to values, e.g. {dtype: bf16}")
+        values["fixed"] = {k: coerce(k, v) for k, v in values["fixed"].items()}
     values.setdefault("spaces", {})
     missing = [k for k in ("dataset", "method", "out") if k not in values]
     if missing:

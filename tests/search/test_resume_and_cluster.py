@@ -27,7 +27,7 @@ SPACE = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]},
 
 def _search_command(tmp_path, envs_dir, out, trials, *extra) -> list[str]:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"search": {"spaces": SPACE}}))
+    params.write_text(yaml.safe_dump({"search_spaces": SPACE}))
     return [sys.executable, "-m", "pipeline", "search", "--dataset", "colored_fashion_mnist",
             "--method", "irm", "--envs-dir", str(envs_dir), "--params", str(params),
             "--out", str(out), "--trials", str(trials), "--seeds", "2", "--sampler", "random",

@@ -98,7 +98,7 @@ def test_every_space_in_params_yaml_is_valid():
 
     import yaml
 
-    spaces = yaml.safe_load(Path("params.yaml").read_text())["search"]["spaces"]
+    spaces = yaml.safe_load(Path("params.yaml").read_text())["search_spaces"]
     assert {"irm", "vrex", "erm", "irm_schedules"} <= set(spaces)
     for name, raw in spaces.items():
         method = "erm" if name == "erm" else "vrex" if name == "vrex" else "irm"
