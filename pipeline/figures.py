@@ -72,11 +72,15 @@ def _title(what: str, trials: pd.DataFrame) -> str:
     return f"{what}\n{datasets}, trials at their longest run, selection: {rules}"
 
 
-def _binned(values: pd.Series, bins: int, fmt: str) -> pd.Series:
-    """Equal-width bins labelled ``low-high`` (readable tick labels)."""
-    cut = pd.cut(values, bins)
-    labels = {c: f"{format(c.left, fmt)}-{format(c.right, fmt)}" for c in cut.cat.categories}
-    return cut.cat.rename_categories(labels)
+def _binned(values: pd.Series, bins: int, digits: int) -> pd.Series:
+    """At most ``bins`` equal-width bins labelled ``low-high``, with as many decimals as it takes
+    (from ``digits``) to tell the labels apart: a small search can span a narrow range."""
+    cut = pd.cut(values, max(1, min(bins, values.nunique())))
+    for places in range(digits, digits + 6):
+        labels = [f"{c.left:.{places}f}-{c.right:.{places}f}" for c in cut.cat.categories]
+        if len(set(labels)) == len(labels):
+            break
+    return cut.cat.rename_categories(dict(zip(cut.cat.categories, labels, strict=True)))
 
 
 def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
@@ -141,9 +145,8 @@ def training_curves(results: dict[str, dict], path: Path | str) -> list[Path]:
 def accuracy_heatmap(trials: pd.DataFrame, path: Path | str, bins: int = 6) -> list[Path]:
     """Figure 4: mean test accuracy over penalty weight (log bins) x anneal iterations."""
     ok = _finished(trials)
-    ok["log10 λ"] = _binned(np.log10(ok["config.penalty_weight"].clip(lower=1e-12)), bins,
-                            ".1f")
-    ok["anneal"] = _binned(ok["config.anneal_iters"], bins, ".0f")
+    ok["log10 λ"] = _binned(np.log10(ok["config.penalty_weight"].clip(lower=1e-12)), bins, 1)
+    ok["anneal"] = _binned(ok["config.anneal_iters"], bins, 0)
     grid = ok.pivot_table(index="anneal", columns="log10 λ", values="test %", aggfunc="mean",
                           observed=False)
     fig, ax = plt.subplots(figsize=(7.0, 4.4))

@@ -1,0 +1,36 @@
+"""DVC stage: the report (report.md + HTML, LaTeX tables, PNG/PDF figures, metrics.json).
+
+Reads the finished evaluations, searches and SEM study named by ``params.yaml: study``; trains
+nothing. The provenance header compares this run's params with ``profiles/paper.yaml`` to say
+how the run was scaled down from the full protocols.
+"""
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pipeline.report import load_inputs, study_settings, write_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--envs-dir", type=Path, default=Path("data/envs"))
+    parser.add_argument("--sem", type=Path, default=None, help="the SEM study's result JSON")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--paper", type=Path, default=Path("profiles/paper.yaml"))
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    study = study_settings(params.get("study"))
+    paper = yaml.safe_load(args.paper.read_text()) if args.paper.exists() else None
+    inputs = load_inputs(study, args.results, args.envs_dir, args.sem)
+    metrics = write_report(inputs, study, params, paper, args.out)
+    print(f"wrote {args.out / 'report.md'} and {args.out / 'report.html'}; headline numbers "
+          f"in {args.out / 'metrics.json'} ({len(metrics['accuracy'])} datasets)")
+
+
+if __name__ == "__main__":
+    main()

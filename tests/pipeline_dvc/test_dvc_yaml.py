@@ -1,0 +1,93 @@
+"""dvc.yaml declares exactly what each stage runs, and both profiles are valid study params."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline_dvc.imports import ROOT, import_closure
+
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+PAPER = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
+
+
+def stage_of(name: str) -> dict:
+    stage = DVC_YAML["stages"][name]
+    return stage.get("do", stage)
+
+
+def code_deps(stage: dict) -> set[Path]:
+    """The stage's deps under pipeline/ and stages/, directories expanded to their .py files."""
+    out = set()
+    for dep in stage["deps"]:
+        path = ROOT / dep
+        if not dep.startswith(("pipeline", "stages")):
+            continue
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        out |= {f.relative_to(ROOT) for f in files}
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(DVC_YAML["stages"]))
+def test_code_deps_are_the_stage_scripts_import_closure(name):
+    stage = stage_of(name)
+    script = re.search(r"python -m (stages\.\w+)", stage["cmd"]).group(1)
+    assert code_deps(stage) == import_closure(script)
+
+
+@pytest.mark.parametrize("name", ["search", "evaluate"])
+def test_matrix_stages_track_only_their_own_space(name):
+    params = stage_of(name)["params"]
+    if name == "search":  # one method's space: editing it re-runs only that method's searches
+        assert params == ["search", "search_spaces.${item.method}"]
+    else:  # the preset deviations do not re-run the selected configurations
+        assert "evaluate" not in params and "evaluate.preset_set" not in params
+
+
+VALUE_MAPPINGS = ("search_spaces.", "search.set.", "evaluate.preset_set.",
+                  "evaluate.execution.")  # mappings whose keys are values (config overrides)
+
+
+def _keys(tree, prefix=""):
+    if not isinstance(tree, dict) or prefix.startswith(VALUE_MAPPINGS):
+        return {prefix}
+    return set().union(*(_keys(v, f"{prefix}{k}.") for k, v in tree.items()))
+
+
+def test_paper_profile_has_the_same_keys_and_the_full_protocol():
+    assert _keys(PAPER) == _keys(PARAMS)
+    assert PAPER["search"]["trials"] == 50 and PAPER["search"]["seeds"] == 10
+    assert PAPER["search"]["sampler"] == "random"  # the IRM paper's random search
+    assert PAPER["search"]["selection"] == "irm_paper" and PAPER["search"]["set"] == {}
+    for space in ("irm", "vrex", "erm"):
+        assert PAPER["search_spaces"][space]["steps"] == {"choice": [101, 201, 301, 401, 501]}
+        assert PAPER["search_spaces"][space]["hidden_dim"] == {"log_int": [64, 512]}
+    assert PAPER["evaluate"]["seeds"] == list(range(1000, 1010))
+    assert PAPER["evaluate"]["preset_set"] == {}
+    assert PAPER["make_envs"]["datasets"]["colored_fashion_mnist"]["n_train"] is None
+    assert PAPER["sem_study"]["irm_iterations"] == 100000
+
+
+@pytest.mark.parametrize("params", [PARAMS, PAPER], ids=["default", "paper"])
+def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
+    from pipeline.environments import resolve_dataset_params
+    from pipeline.evaluate import evaluation_settings
+    from pipeline.report import study_settings
+    from pipeline.search.runner import resolve, spec_from_params
+    from pipeline.sem_study import sem_settings
+
+    study = study_settings(params["study"])
+    for dataset, overrides in params["make_envs"]["datasets"].items():
+        resolve_dataset_params(dataset, overrides)
+    settings = evaluation_settings(params["evaluate"])
+    assert not set(settings.seeds) & set(range(params["search"]["seeds"]))
+    sem_settings(params["sem_study"])
+    for method in study.methods:
+        spec = spec_from_params(params["search"], spaces=params["search_spaces"],
+                                dataset="colored_fashion_mnist", method=method,
+                                out=str(tmp_path / method), envs_dir=str(tiny_envs_dir))
+        resolve(spec)
