@@ -62,7 +62,8 @@ def _finished(trials: pd.DataFrame) -> pd.DataFrame:
     ok = ok[ok["steps"] == ok.groupby("trial_key")["steps"].transform("max")].copy()
     ok["test %"] = 100 * ok["test_acc.mean"]
     ok["train %"] = 100 * ok["train_acc.mean"]
-    ok["schedule"] = ok["config.schedule"]
+    # one colour per method and schedule family (IRM and V-REx trials share the figures)
+    ok["method, schedule"] = ok["config.method"] + ", " + ok["config.schedule"]
     return ok
 
 
@@ -88,20 +89,26 @@ def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
     ok = _finished(trials)
     ok["penalty weight"] = [final_penalty_weight(r) for _, r in ok.iterrows()]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    sns.scatterplot(data=ok, x="penalty weight", y="test %", hue="schedule", ax=ax)
+    sns.scatterplot(data=ok, x="penalty weight", y="test %", hue="method, schedule", ax=ax)
     ax.set_xscale("log")
     ax.set(xlabel="penalty weight at the last step (log scale)", ylabel="test accuracy (%)",
            title=_title("OOD test accuracy across search trials", trials))
     return save(fig, path)
 
 
-def schedules_used(configs: list[dict], steps: int, path: Path | str) -> list[Path]:
-    """Figure 2: the penalty-weight schedules, lambda against step."""
+def schedules_used(configs: list[dict] | dict[str, dict], steps: int,
+                   path: Path | str) -> list[Path]:
+    """Figure 2: the penalty-weight schedules, lambda against step.
+
+    ``configs`` may be named ({label: config}); each curve's label says where it came from.
+    """
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     rows = []
-    for cfg in configs:
+    named = configs.items() if isinstance(configs, dict) else [(None, c) for c in configs]
+    for name, cfg in named:
         sched = make_config(None, **cfg)
         label = f"{sched.schedule} (anneal {sched.anneal_iters})"
+        label = f"{name}: {label}" if name else label
         rows += [{"step": t, "lambda": w, "schedule": label}
                  for t, w in enumerate(curve(sched.schedule_obj(), steps))]
     sns.lineplot(data=pd.DataFrame(rows), x="step", y="lambda", hue="schedule", ax=ax)
@@ -162,7 +169,7 @@ def train_vs_test(trials: pd.DataFrame, path: Path | str) -> list[Path]:
     """Figure 5: train against test accuracy across trials, with 75% and 50% lines."""
     ok = _finished(trials)
     fig, ax = plt.subplots(figsize=(5.0, 4.2))
-    sns.scatterplot(data=ok, x="train %", y="test %", hue="schedule", ax=ax)
+    sns.scatterplot(data=ok, x="train %", y="test %", hue="method, schedule", ax=ax)
     ax.axhline(OPTIMAL_INVARIANT, color="tab:green", ls="--", lw=1, label="optimal invariant")
     ax.axhline(CHANCE, color="tab:red", ls=":", lw=1, label="random guessing")
     ax.legend(fontsize=7)

