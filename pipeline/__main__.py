@@ -322,13 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of the space under search_spaces (default: the method's name)")
     p.add_argument("--sampler", default=None, choices=["tpe", "random", "grid"],
                    help="Optuna sampler (default from params, else tpe)")
-    p.add_argument("--trials", type=int, default=None, help="number of trials (default 20; "
-                   "grid: the grid's size)")
+    p.add_argument("--trials", type=int, default=None, help="number of trials (default from "
+                   "params, else 20; grid: the grid's size)")
     p.add_argument("--seeds", type=parse_seeds, default=None,
-                   help="seeds of every trial: a count (3 = 0..2), list or range (default 3)")
+                   help="seeds of every trial: a count (3 = 0..2), list or range (default from "
+                   "params, else 3)")
     p.add_argument("--seed", type=int, default=None, help="search seed (Optuna's sampler)")
     p.add_argument("--selection", default=None, choices=sorted(SELECTION_RULES),
-                   help="model-selection rule (default train_domain_val)")
+                   help="model-selection rule (default from params, else train_domain_val)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a config key in every trial, e.g. steps=60 (wins over the space)")
     p.add_argument("--out", type=Path, default=None,

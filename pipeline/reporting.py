@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.latex import escape as tex_escape
 from pipeline.training import TrainResult
 
 
@@ -141,23 +142,18 @@ def accuracy_markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + _caption(rows) + "\n"
 
 
-def _tex(text: str) -> str:
-    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-            .replace("&", r"\&").replace("#", r"\#"))
-
-
 def accuracy_latex(results: list[dict], label: str = "tab:accuracy") -> str:
     """A booktabs table for papers (needs ``\\usepackage{booktabs}``)."""
     rows = accuracy_rows(results)
     body = []
     for r in rows:
-        dataset = _tex(r["dataset"]) + (r" (reduced)" if r["reduced"] else "")
+        dataset = tex_escape(r["dataset"]) + (r" (reduced)" if r["reduced"] else "")
         delta = "--" if r["delta_test"] is None else f"{r['delta_test']:+.1f}"
         seeds = f"{r['seeds']}" + (f" ({r['diverged']} div.)" if r["diverged"] else "")
-        body.append(f"{dataset} & {_tex(r['configuration'])} & {seeds} & "
+        body.append(f"{dataset} & {tex_escape(r['configuration'])} & {seeds} & "
                     f"{_pm(r['train'], True)} & {_pm(r['test'], True)} & "
                     f"{_pm(r['published_test'], True)} & {delta} \\\\")
-    caption = _tex(_caption(rows)).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace(
+    caption = tex_escape(_caption(rows)).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace(
         "−", "$-$")
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrrrrr}", r"\toprule",

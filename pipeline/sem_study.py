@@ -21,6 +21,7 @@ import torch
 from pipeline.environments import EnvSet
 from pipeline.environments.sem import SEM_SETUPS
 from pipeline.errors import ConfigError, as_number, check_range, lookup, unknown_name_message
+from pipeline.latex import escape as tex_escape
 
 IRM_REGS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # models.py: the grid searched for every rep
 IRM_ITERATIONS, IRM_LR = 100_000, 1e-3  # main.py defaults
@@ -399,24 +400,19 @@ def sem_table_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\n" + _caption(rows, summary) + "\n"
 
 
-def _tex(text: str) -> str:
-    return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-            .replace("&", r"\&").replace("#", r"\#"))
-
-
 def sem_table_latex(rows: list[dict], label: str = "tab:sem") -> str:
     """A booktabs table for papers (needs ``\\usepackage{booktabs}``)."""
     summary = sem_summary(rows)
     body = []
     for s in summary:
-        regs = _tex(s["regs"]).replace("×", r"$\times$") if s["regs"] else "--"
-        body.append(f"{_tex(s['setup'])} & {_tex(s['method'].upper())} & {s['n']} & "
+        regs = tex_escape(s["regs"]).replace("×", r"$\times$") if s["regs"] else "--"
+        body.append(f"{tex_escape(s['setup'])} & {tex_escape(s['method'].upper())} & {s['n']} & "
                     f"{_pm(s['causal_mean'], s['causal_std'], True)} & "
                     f"{_pm(s['noncausal_mean'], s['noncausal_std'], True)} & "
                     f"{_pm(s['published_causal_mean'], s['published_causal_std'], True)} & "
                     f"{_pm(s['published_noncausal_mean'], s['published_noncausal_std'], True)} & "
                     f"{regs} \\\\")
-    caption = (_tex(_caption(rows, summary)).replace("±", r"$\pm$")
+    caption = (tex_escape(_caption(rows, summary)).replace("±", r"$\pm$")
                .replace("sigma=", r"$\sigma$="))
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrlllll}", r"\toprule",
