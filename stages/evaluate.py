@@ -33,6 +33,9 @@ def main() -> None:
     settings = evaluation_settings(yaml.safe_load(args.params.read_text()).get("evaluate"))
     envs_dir = str(args.envs_dir)
     if args.search:
+        searched = selected_dataset(args.search)  # checked before any training
+        if searched is not None and searched != args.dataset:
+            raise SystemExit(f"--dataset {args.dataset} but {args.search} searched {searched}")
         result = evaluate_selected(args.search, settings.seeds, envs_dir, print_progress,
                                    execution=settings.execution)
     else:
@@ -40,9 +43,6 @@ def main() -> None:
                                  overrides={**settings.preset_set, **settings.execution},
                                  progress=print_progress)
         result["provenance"]["deviations"] = settings.preset_set
-    if result["data"]["dataset"] != args.dataset:
-        raise SystemExit(f"--dataset {args.dataset} but the configuration trains on "
-                         f"{result['data']['dataset']}")
     print(result_table(result), flush=True)
     write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
     rows = curve_rows(result)
@@ -51,6 +51,13 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def selected_dataset(search: Path) -> str | None:
+    try:
+        return json.loads((search / "best.json").read_text())["config"]["dataset"]
+    except (OSError, ValueError, KeyError):
+        return None  # evaluate_selected says what is wrong with the search
 
 
 def write_atomic(path: Path, text: str) -> None:
