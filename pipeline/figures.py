@@ -118,7 +118,8 @@ def schedules_used(configs: list[dict] | dict[str, dict], steps: int,
     return save(fig, path)
 
 
-def training_curves(results: dict[str, dict], path: Path | str) -> list[Path]:
+def training_curves(results: dict[str, dict], path: Path | str,
+                    dataset: str | None = None) -> list[Path]:
     """Figure 3: train and test accuracy against step per method (mean, band over seeds)."""
     rows = []
     for name, r in results.items():
@@ -144,8 +145,9 @@ def training_curves(results: dict[str, dict], path: Path | str) -> list[Path]:
                  hue="method", errorbar=("sd", 1), ax=ax, ls="--", marker="o", legend=False)
     ax.axhline(OPTIMAL_INVARIANT, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="training step", ylabel="accuracy (%)",
-           title="Training curves (solid: train, dashed with markers: test),\n"
-                 "mean ± 1 std over seeds")
+           title=f"Training curves{f' on {dataset}' if dataset else ''} (solid: train, "
+                 "dashed with markers: test),\nmean ± 1 std over seeds; legend: config "
+                 "(selection rule)")
     return save(fig, path)
 
 
