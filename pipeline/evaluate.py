@@ -92,6 +92,7 @@ def evaluate_preset(preset: str, dataset: str, seeds: Sequence[int],
 # set for every evaluation, selected configurations included, without changing the selection.
 EXECUTION_KEYS = ("device", "threads", "formulation", "eval_every")
 EVALUATE_KEYS = ("seeds", "execution", "preset_set")
+PRESET_FIXED = ("method", "dataset", "envs_dir")  # what makes a preset that preset
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,13 @@ def evaluation_settings(section: dict | None) -> EvaluationSettings:
                 "key in evaluate.execution (execution settings only; they never change what "
                 "a run learns)", key, EXECUTION_KEYS))
     preset_set = _mapping("evaluate.preset_set", section.get("preset_set"))
+    for key in preset_set:
+        if key in PRESET_FIXED:  # a preset is a method's published config on a dataset
+            raise ConfigError(f"evaluate.preset_set.{key}: a preset's {key} is not a "
+                              "deviation it can take; choose another preset or study entry")
+        if key in execution:
+            raise ConfigError(f"{key} is set in both evaluate.execution and "
+                              "evaluate.preset_set; set it in one of them")
     execution = {k: coerce(k, v) for k, v in execution.items()}
     preset_set = {k: coerce(k, v) for k, v in preset_set.items()}
     make_config("erm_paper", **preset_set, **execution)  # ranges and names, before any work

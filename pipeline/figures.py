@@ -22,6 +22,7 @@ from pipeline.config import make_config  # noqa: E402
 from pipeline.environments.sem import SEM_SETUPS  # noqa: E402
 from pipeline.evaluate import per_step_train_keys  # noqa: E402
 from pipeline.schedules import curve  # noqa: E402
+from pipeline.selection import SELECTION_RULES  # noqa: E402
 
 CHANCE, OPTIMAL_INVARIANT = 50.0, 75.0  # Colored MNIST (reference section 0), in %
 
@@ -68,7 +69,8 @@ def _finished(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def _title(what: str, trials: pd.DataFrame) -> str:
-    rules = ", ".join(sorted(set(trials["selection"].astype(str))))
+    rules = ", ".join(f"{rule} (USES TEST DATA)" if SELECTION_RULES[rule].uses_test_data
+                      else rule for rule in sorted(set(trials["selection"].astype(str))))
     datasets = ", ".join(sorted(set(trials["config.dataset"].astype(str))))
     return f"{what}\n{datasets}, trials at their longest run, selection: {rules}"
 
@@ -139,15 +141,16 @@ def training_curves(results: dict[str, dict], path: Path | str,
     frame = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     sns.lineplot(data=frame[frame["split"] == "train"], x="step", y="accuracy (%)",
-                 hue="method", errorbar=("sd", 1), ax=ax)
+                 hue="method", errorbar=_population_sd, ax=ax)
     # test accuracy exists only at evaluation steps: markers show where it was measured
     sns.lineplot(data=frame[frame["split"] == "test"], x="step", y="accuracy (%)",
-                 hue="method", errorbar=("sd", 1), ax=ax, ls="--", marker="o", legend=False)
+                 hue="method", errorbar=_population_sd, ax=ax, ls="--", marker="o",
+                 legend=False)
     ax.axhline(OPTIMAL_INVARIANT, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="training step", ylabel="accuracy (%)",
            title=f"Training curves{f' on {dataset}' if dataset else ''} (solid: train, "
-                 "dashed with markers: test),\nmean ± 1 std over seeds; legend: config "
-                 "(selection rule)")
+                 "dashed with markers: test),\nmean ± 1 std (ddof 0) over seeds; legend: "
+                 "config (selection rule) or published preset")
     return save(fig, path)
 
 

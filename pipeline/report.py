@@ -258,6 +258,8 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
     for dataset in study.datasets:
         runs = {label_of(r, False): r for name, r in sorted(inputs.evaluations.items())
                 if name.startswith(f"{dataset}-")}
+        if not runs:
+            continue
         png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}",
                                       dataset)[0]
         drawn.append((f"Figure 3 ({dataset}): training curves of the final evaluation.", png))

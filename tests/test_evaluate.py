@@ -95,6 +95,8 @@ def test_curve_rows_average_the_seeds_at_evaluation_steps(tmp_path, tiny_envs_di
     ({"execution": {"threads": "many"}}, "threads"),
     ({"preset_set": {"dtype": "fp16"}}, "dtype"),
     ({"preset_set": {"stepz": 3}}, "stepz"),
+    ({"preset_set": {"method": "vrex"}}, "preset_set.method"),
+    ({"preset_set": {"threads": 1}, "execution": {"threads": 2}}, "threads.*one of them"),
 ])
 def test_bad_evaluate_settings_name_the_key(section, needle):
     with pytest.raises(ConfigError, match=needle):
