@@ -56,18 +56,41 @@ def evaluate_selected(search_out: Path | str, seeds: Sequence[int],
         best = json.loads(best_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{best_path}: not a finished search's best.json ({exc})") from None
-    if best.get("selected", True) is None:
-        raise ConfigError(f"{best_path}: the search selected no configuration "
-                          f"({best.get('reason')})")
     seeds = check_fresh_seeds(seeds, best["seeds"])
+    if best.get("selected", True) is None:
+        return nothing_selected(best, seeds, envs_dir)
     config = {**best["config"], **execution, **({"envs_dir": envs_dir} if envs_dir else {})}
     result = train(make_config(None, **config), seeds, progress=progress).to_dict()
     result["provenance"] = {
         "kind": "selected", "selection": best["selection"],
         "uses_test_data": best["uses_test_data"], "search": best["search"],
         "search_seeds": best["seeds"], "trial_key": best["trial_key"],
-        "selection_score": best["score"], "execution": execution}
+        "selection_score": best["score"], "execution": execution,
+        "search_trials": _search_trials(Path(search_out))}
     return result
+
+
+def _search_trials(search_out: Path) -> int | None:
+    """How many trials the search ran (its search.json), for comparisons with published
+    searches; None when the file is not there."""
+    try:
+        return json.loads((search_out / "search.json").read_text())["trials"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def nothing_selected(best: dict, seeds: list[int], envs_dir: str | None) -> dict:
+    """The result of a search that selected nothing (every trial diverged or failed): a row
+    that says so, so one failed search does not stop the study's other evaluations."""
+    manifest_path = Path(envs_dir or "data/envs") / best["dataset"] / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    return {"config": {"dataset": best["dataset"], "method": best["method"]}, "seeds": seeds,
+            "members": [], "metrics": {}, "curves": None,
+            "data": {"dataset": best["dataset"], "source": manifest.get("source"),
+                     "reduced": manifest.get("reduced")},
+            "provenance": {"kind": "nothing_selected", "selection": best["selection"],
+                           "uses_test_data": best["uses_test_data"], "search": best["search"],
+                           "search_seeds": best["seeds"], "reason": best.get("reason")}}
 
 
 def evaluate_preset(preset: str, dataset: str, seeds: Sequence[int],
@@ -149,6 +172,8 @@ def curve_rows(result: dict) -> list[dict]:
     and every test environment, at the steps where test accuracy was measured.
     """
     curves = result["curves"]
+    if not curves:  # nothing was trained (the search selected nothing)
+        return []
     alive = [i for i, m in enumerate(result["members"]) if m["status"] == "ok"]
     train_keys = per_step_train_keys(curves)
     test_keys = sorted(k for k in curves if k.endswith("_acc") and k not in train_keys)

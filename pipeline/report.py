@@ -199,7 +199,10 @@ def _selection_lines(inputs: Inputs) -> list[str]:
     lines = []
     for name, best in sorted(inputs.best.items()):
         uses = " **(uses test data: oracle-style, optimistic)**" if best["uses_test_data"] else ""
-        lines.append(f"- `{name}`: `{best['selection']}`{uses}, search `{best['search']}`")
+        nothing = (f" **NOTHING SELECTED: {best.get('reason')}**"
+                   if best.get("selected", True) is None else "")
+        lines.append(f"- `{name}`: `{best['selection']}`{uses}, search `{best['search']}`"
+                     f"{nothing}")
     return lines
 
 
@@ -248,7 +251,7 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
                 drawn.append((f"Figure {number} ({dataset}): {what}.", png))
     schedules = {}  # label -> config of every penalised evaluation (the selected and presets)
     for _, result in sorted(inputs.evaluations.items()):
-        if result["config"]["method"] != "erm":
+        if result["config"]["method"] != "erm" and result.get("curves"):
             schedules.setdefault(label_of(result), result["config"])
     if schedules:
         steps = max(c["steps"] for c in schedules.values())
@@ -257,7 +260,7 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
                       "configurations.", png))
     for dataset in study.datasets:
         runs = {label_of(r, False): r for name, r in sorted(inputs.evaluations.items())
-                if name.startswith(f"{dataset}-")}
+                if name.startswith(f"{dataset}-") and r.get("curves")}
         if not runs:
             continue
         png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}",

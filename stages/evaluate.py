@@ -43,12 +43,17 @@ def main() -> None:
                                  overrides={**settings.preset_set, **settings.execution},
                                  progress=print_progress)
         result["provenance"]["deviations"] = settings.preset_set
-    print(result_table(result), flush=True)
+    if result["provenance"]["kind"] == "nothing_selected":
+        print(f"NOTHING SELECTED by {args.search}: {result['provenance']['reason']}; the "
+              "report shows this row as such", flush=True)
+    else:
+        print(result_table(result), flush=True)
     write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
     rows = curve_rows(result)
     args.curves.parent.mkdir(parents=True, exist_ok=True)
     with open(args.curves, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        fields = list(rows[0]) if rows else ["step", "train_acc", "test_acc"]
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
 

@@ -15,6 +15,7 @@ from pipeline.evaluate import (
     evaluate_selected,
     evaluation_settings,
 )
+from pipeline.reporting import accuracy_markdown
 from pipeline.training import train
 
 
@@ -46,10 +47,19 @@ def test_search_seeds_are_refused_for_evaluation(tmp_path, tiny_envs_dir):
         evaluate_selected(tmp_path, [2, 1000])
 
 
-def test_a_search_that_selected_nothing_says_why(tmp_path, tiny_envs_dir):
-    _best(tmp_path, tiny_envs_dir, selected=None, reason="no trial finished")
-    with pytest.raises(ConfigError, match="selected no configuration.*no trial finished"):
-        evaluate_selected(tmp_path, [1000])
+def test_a_search_that_selected_nothing_gives_a_row_that_says_why(tmp_path, tiny_envs_dir):
+    _best(tmp_path, tiny_envs_dir, selected=None, reason="no trial finished without diverging",
+          dataset="colored_fashion_mnist", method="irm", config=None)
+    result = evaluate_selected(tmp_path, [1000], envs_dir=str(tiny_envs_dir))
+    assert result["provenance"]["kind"] == "nothing_selected"
+    assert result["members"] == [] and result["metrics"] == {} and curve_rows(result) == []
+    assert result["data"]["reduced"] is True  # read from the environments' manifest
+    table = accuracy_markdown([result])
+    row = [line for line in table.splitlines() if "irm selected by irm_paper" in line][0]
+    assert row.count("—") >= 4  # no train or test number, never a made-up one
+    assert "NOTHING SELECTED (no trial finished without diverging)" in table
+    with pytest.raises(ConfigError, match="were search seeds"):
+        evaluate_selected(tmp_path, [0])
     with pytest.raises(ConfigError, match="not a finished search"):
         evaluate_selected(tmp_path / "missing", [1000])
 

@@ -40,3 +40,17 @@ def test_caption_flags_test_data_selection_and_reduced_data():
               if not r["provenance"]["uses_test_data"] and not r["data"]["reduced"]]
     assert "Selected with test data" not in accuracy_markdown(honest)
     assert "REDUCED" not in accuracy_markdown(honest)
+
+
+def test_a_scaled_down_run_is_never_presented_as_a_reproduction_check():
+    results = copy.deepcopy(_results())
+    full = [r for r in results if r["data"]["dataset"] == "colored_mnist"
+            and not r["data"]["reduced"]][0]
+    assert "†" not in accuracy_markdown([full])  # the published protocol: a plain Δ
+    full["seeds"] = full["seeds"][:3]
+    full["config"]["dtype"] = "bf16"
+    full["provenance"]["search_trials"] = 4
+    text = accuracy_markdown([full])
+    assert " †" in text and "not a reproduction check" in text
+    assert "3 seeds, 4-trial search, dtype=bf16" in text
+    assert r"$^\dagger$" in accuracy_latex([full])

@@ -606,8 +606,11 @@ def write_outputs(resolved: Resolved, rows: list[dict]) -> dict | None:
             raise ConfigError("no trial finished without diverging or failing")
         chosen = select(records, resolved.setup.selection)
     except ConfigError as exc:
-        best = {"selection": resolved.setup.selection, "selected": None, "reason": str(exc),
-                "search": resolved.hash}
+        rule = resolved.setup.selection  # what the evaluation and the report need to say so
+        best = {"selection": rule, "uses_test_data": SELECTION_RULES[rule].uses_test_data,
+                "selected": None, "reason": str(exc), "search": resolved.hash,
+                "seeds": list(resolved.setup.seeds), "dataset": resolved.spec.dataset,
+                "method": resolved.spec.method}
     else:
         row = rows[chosen.index]
         record = read_record(resolved.setup.records_dir, row["trial_key"])
