@@ -36,7 +36,8 @@ def test_selected_config_is_retrained_with_the_given_seeds(tmp_path, tiny_envs_d
     assert result["provenance"] == {"kind": "selected", "selection": "irm_paper",
                                     "uses_test_data": True, "search": "abc",
                                     "search_seeds": [0, 1, 2], "trial_key": "k",
-                                    "selection_score": 0.6, "execution": {}}
+                                    "selection_score": 0.6, "execution": {},
+                                    "search_trials": None}
     direct = train(make_config(None, **config), [1000, 1001]).to_dict()
     assert result["members"] == direct["members"]  # the same config, nothing else changed
 
