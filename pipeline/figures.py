@@ -115,6 +115,7 @@ def schedules_used(configs: list[dict] | dict[str, dict], steps: int,
                  for t, w in enumerate(curve(sched.schedule_obj(), steps))]
     sns.lineplot(data=pd.DataFrame(rows), x="step", y="lambda", hue="schedule", ax=ax)
     ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0)  # weights are never negative; symlog would show a mirrored axis
     ax.set(xlabel="training step", ylabel="penalty weight λ (symlog scale)",
            title="Penalty-weight schedules used")
     return save(fig, path)
