@@ -15,6 +15,8 @@ JUMP_RULES = ("divide_loss", "reset_adam", "none")
 RISK_REDUCTIONS = ("mean", "sum")
 IRM_ESTIMATORS = ("closed_form", "autograd", "two_half")
 VREX_PENALTIES = ("variance", "squared_difference")
+FISHR_REDUCTIONS = ("sum", "mean")
+AUGMENTATIONS = ("none", "affine")
 
 
 @dataclass
@@ -29,6 +31,23 @@ class TrainConfig:
     irm_estimator: str = "closed_form"  # autograd = double backprop; two_half = unbiased product
     risk_reduction: str = "mean"  # of the environment risks; REx's code sums them
     vrex_penalty: str = "variance"  # DomainBed; squared_difference = REx/Fishr's (L1 - L2)^2
+    # hyperparameters of the other methods (each method checks its own; see pipeline.methods)
+    andmask_tau: float = 1.0  # AND-mask: keep where |mean sign| >= tau (DomainBed default 1)
+    fishr_ema: float = 0.0  # Fishr: moving average of the variances (0 = none, the CMNIST code)
+    fishr_reduction: str = "sum"  # Fishr's CMNIST script sums the squared distances; DomainBed: mean
+    groupdro_eta: float = 0.01  # GroupDRO: step size of the exponentiated environment weights
+    ib_weight: float = 0.0  # IB-IRM: weight of the feature-variance (information bottleneck) term
+    ib_anneal_iters: int = 0  # IB-IRM: the IB term applies from this step on
+    fgsm_epsilon: float = 0.1  # adversarial: the FGSM step in input units (pixels in [0, 1])
+    dann_hidden: int = 256  # dann: hidden width of the environment adversary (0 = linear)
+    birm_samples: int = 10  # BIRM: samples of each environment's variational classifier
+    birm_prior_sd_coef: float = 1200.0  # BIRM: the classifier's sd is prior_sd_coef / data_num
+    # data augmentation of the training inputs (image datasets): none | affine
+    augment: str = "none"
+    aug_degrees: float = 15.0  # affine: rotation drawn from U(-degrees, degrees)
+    aug_shear: float = 10.0  # affine: shear (degrees) drawn from U(-shear, shear)
+    aug_scale_min: float = 0.9  # affine: scale drawn from U(scale_min, scale_max)
+    aug_scale_max: float = 1.1
     # penalty-weight schedule (see pipeline.schedules)
     schedule: str = "constant"
     penalty_weight: float = 0.0
@@ -148,6 +167,7 @@ def validate(cfg: TrainConfig) -> None:
     for key, valid in (("dtype", DTYPES), ("jump_rule", JUMP_RULES),
                        ("risk_reduction", RISK_REDUCTIONS), ("irm_estimator", IRM_ESTIMATORS),
                        ("vrex_penalty", VREX_PENALTIES),
+                       ("fishr_reduction", FISHR_REDUCTIONS), ("augment", AUGMENTATIONS),
                        ("formulation", FORMULATIONS)):
         if getattr(cfg, key) not in valid:
             raise ConfigError(unknown_name_message(key, getattr(cfg, key), valid))
@@ -163,4 +183,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")
     if cfg.irm_estimator == "two_half" and cfg.batch_size == 1:
         raise ConfigError("irm_estimator = 'two_half' needs batch_size >= 2 (or 0 = full batch)")
+    check_range("aug_degrees", cfg.aug_degrees, 0.0, 180.0)
+    check_range("aug_shear", cfg.aug_shear, 0.0, 89.0)
+    check_range("aug_scale_min", cfg.aug_scale_min, 0.0, low_open=True)
+    check_range("aug_scale_max", cfg.aug_scale_max, cfg.aug_scale_min)
+    METHODS[cfg.method].validate(cfg)
     cfg.schedule_obj()  # validates the schedule's family and parameters

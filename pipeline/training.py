@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from pipeline.augment import random_affine
 from pipeline.config import TrainConfig, validate
 from pipeline.environments import Environment, EnvSet, load_envs
 from pipeline.errors import ConfigError
-from pipeline.methods import METHODS, StepBatch, accuracy, bce
+from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
 from pipeline.models import build_stacked, squared_weight_norm
 from pipeline.provenance import git_revision, library_versions
 
@@ -142,13 +143,22 @@ class Trainer:
             Path(cfg.envs_dir) / cfg.dataset)
         self.data = _Data(self.envset, self.device, cfg.holdout_fraction)
         self.schedule = cfg.schedule_obj()
-        self.method = METHODS[cfg.method](cfg)
         self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
                                    cfg.formulation).to(self.device)
+        if cfg.augment != "none" and len(self.data.input_shape) != 3:
+            raise ConfigError(f"augment = {cfg.augment!r} needs an image dataset (C, H, W); "
+                              f"{cfg.dataset} has input shape {self.data.input_shape}")
+        with torch.no_grad():  # the representation's width, for methods that act on it
+            feature_dim = self.model(self.data.x_all[:1])[1].shape[-1]
+        self.method = METHODS[cfg.method](cfg, MethodContext(
+            seeds=tuple(self.seeds), n_envs=len(self.data.train_envs), feature_dim=feature_dim,
+            device=self.device))
         self.git = git_revision()  # the code that runs: read now, not when the run ends
         self.progress_interval_s = 30.0  # progress at every evaluation and at least this often
         self.samplers = [torch.Generator().manual_seed(derive_seed(s, "minibatch"))
                          for s in self.seeds]
+        self.augmenters = [torch.Generator().manual_seed(derive_seed(s, "augment"))
+                           for s in self.seeds]
 
     def _autocast(self):
         if self.cfg.dtype == "bf16":
@@ -156,27 +166,39 @@ class Trainer:
         return nullcontext()
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
+        params = [*self.model.parameters(), *self.method.parameters()]
+        return torch.optim.Adam(params, lr=self.cfg.lr)
 
-    def _forward_train(self) -> StepBatch:
-        """Logits of every member on every training environment (full batch or minibatch)."""
-        data, b = self.data, self.cfg.batch_size
+    def _model_forward(self, x: torch.Tensor, shared: bool = True):
+        """The stacked model under the run's autocast: logits (K, N) in fp32 and features."""
         with self._autocast():
-            if b == 0:
-                logits, feats = self.model(data.x_all)
-                labels = data.y
-            else:
-                idx = [torch.stack([torch.randint(n, (b,), generator=g) for g in self.samplers])
-                       for n in data.sizes]
-                x = torch.cat([xe[i.to(self.device)] for xe, i in zip(data.x, idx, strict=True)],
-                              dim=1)
-                logits, feats = self.model(x, shared=False)
-                labels = [ye[i.to(self.device)] for ye, i in zip(data.y, idx, strict=True)]
-        sizes = data.sizes if b == 0 else [b] * len(data.sizes)
-        logits_env = list(logits.float().split(sizes, dim=1))
+            logits, feats = self.model(x, shared=shared)
+        return logits.float(), feats
+
+    def _forward_train(self, step: int = 0) -> StepBatch:
+        """Logits of every member on every training environment (full batch or minibatch)."""
+        data, b, k = self.data, self.cfg.batch_size, len(self.seeds)
+        if b == 0:
+            x, labels, sizes = data.x_all, data.y, data.sizes
+        else:
+            idx = [torch.stack([torch.randint(n, (b,), generator=g) for g in self.samplers])
+                   for n in data.sizes]
+            x = torch.cat([xe[i.to(self.device)] for xe, i in zip(data.x, idx, strict=True)],
+                          dim=1)
+            labels = [ye[i.to(self.device)] for ye, i in zip(data.y, idx, strict=True)]
+            sizes = [b] * len(data.sizes)
+        shared = b == 0
+        if self.cfg.augment != "none":  # every member sees its own random transforms
+            if shared:
+                x = x.unsqueeze(0).expand(k, *x.shape)
+            x, shared = random_affine(x, self.cfg, self.augmenters), False
+        logits, feats = self._model_forward(x, shared)
+        logits_env = list(logits.split(sizes, dim=1))
         feats_env = list(feats.split(sizes, dim=1))
+        inputs = list(x.split(sizes, dim=0 if shared else 1))
         risks = torch.stack([bce(lg, y) for lg, y in zip(logits_env, labels, strict=True)], 1)
-        return StepBatch(logits_env, labels, feats_env, risks)
+        return StepBatch(logits_env, labels, feats_env, risks, inputs=inputs,
+                         shared_inputs=shared, forward=self._model_forward, step=step)
 
     @torch.no_grad()
     def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -211,10 +233,11 @@ class Trainer:
             weights.append(lam if math.isfinite(lam) else None)  # JSON has no inf
             if step in jumps and step > 0:
                 optimizer = self._optimizer()  # DomainBed: Adam dislikes the jump in scale
-            batch = self._forward_train()
+            batch = self._forward_train(step)
             nll = self.method.risk(batch.risks)
             penalty = self.method.penalty(batch)
-            objective = nll + cfg.l2_weight * squared_weight_norm(self.model) + lam * penalty
+            objective = (nll + cfg.l2_weight * squared_weight_norm(self.model) + lam * penalty
+                         + self.method.regularizer(batch))
             if cfg.jump_rule == "divide_loss" and lam > 1.0:
                 objective = objective / lam  # IRM: "keep gradients in a reasonable range"
             with torch.no_grad():
@@ -243,7 +266,8 @@ class Trainer:
             if step == steps - 1:
                 break  # final metrics are those of the last step's forward, before its update
             optimizer.zero_grad(set_to_none=True)
-            self.method.backward(objective, batch, self.model.member_parameters())
+            self.method.backward(objective, batch, [*self.model.member_parameters(),
+                                                    *self.method.parameters()])
             optimizer.step()
         wall = time.perf_counter() - start
         return self._result(curves, eval_curve, eval_steps, weights, diverged_at, last_step,

@@ -148,7 +148,7 @@ def test_options_train_and_give_finite_accuracies(tiny_envs, overrides):
 
 def test_minibatch_mode_samples_batch_size_examples_per_environment(tiny_envs):
     trainer = Trainer(_cfg(batch_size=32), [0, 1], envset=tiny_envs)
-    batch = trainer._forward_train()
+    batch = trainer._forward_train(0)
     assert [tuple(lg.shape) for lg in batch.logits] == [(2, 32), (2, 32)]
     assert [tuple(y.shape) for y in batch.labels] == [(2, 32), (2, 32)]
     assert not torch.equal(batch.labels[0][0], batch.labels[0][1])  # per-member batches

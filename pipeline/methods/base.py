@@ -1,22 +1,25 @@
-"""Methods: small classes over the one training loop (DomainBed's contract, trimmed).
+"""The method contract: ERM, and the hooks every other method overrides (DomainBed's, trimmed).
 
 The loop computes per-environment logits and risks for all K members and asks the method for
-(1) how to combine the risks, (2) a penalty, and (3) how to turn the objective into gradients.
-Penalty methods (IRM, V-REx) override :meth:`Method.penalty`; gradient-rule methods (AND-mask)
-override :meth:`Method.backward`, where they get each environment's risk to differentiate
-separately; per-sample methods (Fishr) read the logits and features from :class:`StepBatch`.
+(1) how to combine the risks (:meth:`Method.risk`), (2) a penalty that the schedule weights
+(:meth:`Method.penalty`), (3) an unscheduled regulariser (:meth:`Method.regularizer`), and
+(4) how to turn the objective into gradients (:meth:`Method.backward`). A method may own
+per-member parameters (:meth:`Method.parameters`, e.g. an environment adversary); the loop
+optimises them with the model's. Per-sample methods (Fishr) read logits and features from
+:class:`StepBatch`; input-space methods (FGSM) re-run the model through ``batch.forward``.
 Every tensor has the member axis first, and no method mixes members.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
 
 from pipeline.config import TrainConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import check_range
 
 
 @dataclass
@@ -27,6 +30,32 @@ class StepBatch:
     labels: list[torch.Tensor]  # per environment, (N_e,) shared or (K, N_e) per member
     features: list[torch.Tensor]  # per environment, (K, N_e, F): the penultimate layer
     risks: torch.Tensor  # (K, E): mean BCE per member and environment
+    # per environment: (N_e, *input) shared by the members, or (K, N_e, *input) per member
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    shared_inputs: bool = True
+    # the model under the run's autocast: forward(x, shared) -> (logits (K, N) fp32, feats)
+    forward: Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor]] | None = None
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid range of a method's hyperparameter; None is unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may need to know about the run beyond its config."""
+
+    seeds: tuple[int, ...] = (0,)
+    n_envs: int = 2
+    feature_dim: int = 1
+    device: torch.device = torch.device("cpu")
 
 
 def bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -64,9 +93,26 @@ class Method:
     name = "erm"
     description = "Empirical risk minimisation over the pooled training environments"
     has_penalty = False  # the schedule's weight (and IRM's division by it) does not apply
+    # the method's own config keys and their valid ranges (checked by config.validate)
+    hparams: dict[str, Range] = {}
 
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, ctx: MethodContext | None = None):
+        self.cfg, self.ctx = cfg, ctx or MethodContext()
+
+    @classmethod
+    def validate(cls, cfg: TrainConfig) -> None:
+        """Reject this method's hyperparameters outside their ranges (called by config.validate)."""
+        for key, valid in cls.hparams.items():
+            check_range(key, getattr(cfg, key), valid.low, valid.high, low_open=valid.low_open,
+                        high_open=valid.high_open)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Per-member parameters the method owns (member axis first), optimised with the model."""
+        return []
+
+    def regularizer(self, batch: StepBatch) -> torch.Tensor:
+        """An unscheduled term added to the objective, (K,): e.g. IB-IRM's feature variance."""
+        return torch.zeros_like(batch.risks[:, 0])
 
     def risk(self, risks: torch.Tensor) -> torch.Tensor:
         return risks.sum(1) if self.cfg.risk_reduction == "sum" else risks.mean(1)
@@ -83,45 +129,3 @@ class Method:
         combined gradient into ``p.grad``. Members are independent, so summing is exact.
         """
         objective.sum().backward()
-
-
-class IRM(Method):
-    """IRMv1: the squared gradient of each environment's risk w.r.t. a scale at 1.0, averaged."""
-
-    name = "irm"
-    description = "IRMv1 gradient penalty (closed form, double backprop or two-half estimator)"
-    has_penalty = True
-
-    def penalty(self, batch: StepBatch) -> torch.Tensor:
-        terms = []
-        for logits, labels in zip(batch.logits, batch.labels, strict=True):
-            if self.cfg.irm_estimator == "two_half":
-                # unbiased: E[g_a g_b] = E[g]^2 for independent halves (IRM issue #7, DomainBed)
-                la, lb = labels.expand_as(logits)[..., ::2], labels.expand_as(logits)[..., 1::2]
-                terms.append(irm_grad_closed_form(logits[..., ::2], la)
-                             * irm_grad_closed_form(logits[..., 1::2], lb))
-            elif self.cfg.irm_estimator == "autograd":
-                terms.append(irm_grad_autograd(logits, labels).pow(2))
-            else:
-                terms.append(irm_grad_closed_form(logits, labels).pow(2))
-        return torch.stack(terms, 1).mean(1)
-
-
-class VREx(Method):
-    """V-REx: the (population) variance of the environment risks."""
-
-    name = "vrex"
-    description = "V-REx: variance of the training-environment risks"
-    has_penalty = True
-
-    def penalty(self, batch: StepBatch) -> torch.Tensor:
-        risks = batch.risks
-        if self.cfg.vrex_penalty == "squared_difference":  # REx's and Fishr's (L1 - L2)^2
-            if risks.shape[1] != 2:
-                raise ConfigError("vrex_penalty = 'squared_difference' needs exactly two "
-                                  f"training environments (got {risks.shape[1]})")
-            return (risks[:, 0] - risks[:, 1]).pow(2)
-        return (risks - risks.mean(1, keepdim=True)).pow(2).mean(1)  # DomainBed's variance
-
-
-METHODS: dict[str, type[Method]] = {"erm": Method, "irm": IRM, "vrex": VREx}
