@@ -34,9 +34,9 @@ class TrainConfig:
     # hyperparameters of the other methods (each method checks its own; see pipeline.methods)
     andmask_tau: float = 1.0  # AND-mask: keep where |mean sign| >= tau (DomainBed default 1)
     fishr_ema: float = 0.0  # Fishr: moving average of the variances (0 = none, the CMNIST code)
-    fishr_reduction: str = "sum"  # Fishr's CMNIST script sums the squared distances; DomainBed: mean
+    fishr_reduction: str = "sum"  # the CMNIST script sums the squared distances; DomainBed: mean
     groupdro_eta: float = 0.01  # GroupDRO: step size of the exponentiated environment weights
-    ib_weight: float = 0.0  # IB-IRM: weight of the feature-variance (information bottleneck) term
+    ib_weight: float = 0.0  # IB-IRM: weight of the feature variance (information bottleneck)
     ib_anneal_iters: int = 0  # IB-IRM: the IB term applies from this step on
     fgsm_epsilon: float = 0.1  # adversarial: the FGSM step in input units (pixels in [0, 1])
     dann_hidden: int = 256  # dann: hidden width of the environment adversary (0 = linear)

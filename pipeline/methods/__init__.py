@@ -9,6 +9,8 @@ per-member parameters (DANN's environment adversary), or how the objective becom
 
 from __future__ import annotations
 
+from pipeline.methods.adversarial import DANN, FGSM
+from pipeline.methods.andmask import ANDMask
 from pipeline.methods.base import (
     Method,
     MethodContext,
@@ -19,10 +21,19 @@ from pipeline.methods.base import (
     irm_grad_autograd,
     irm_grad_closed_form,
 )
+from pipeline.methods.birm import BIRM
+from pipeline.methods.coral import CORAL
+from pipeline.methods.fishr import Fishr
+from pipeline.methods.groupdro import GroupDRO
+from pipeline.methods.ibirm import IBIRM
 from pipeline.methods.irm import IRM
 from pipeline.methods.rex import VREx
 
-METHODS: dict[str, type[Method]] = {"erm": Method, "irm": IRM, "vrex": VREx}
+METHODS: dict[str, type[Method]] = {"erm": Method, "irm": IRM, "vrex": VREx,
+                                   "andmask": ANDMask, "fishr": Fishr, "groupdro": GroupDRO,
+                                   "coral": CORAL, "ibirm": IBIRM,
+                                   "adversarial": FGSM, "dann": DANN, "birm": BIRM}
 
-__all__ = ["IRM", "METHODS", "Method", "MethodContext", "Range", "StepBatch", "VREx", "accuracy", "bce",
+__all__ = ["BIRM", "CORAL", "DANN", "FGSM", "IBIRM", "IRM", "METHODS", "ANDMask", "Fishr",
+           "GroupDRO", "Method", "MethodContext", "Range", "StepBatch", "VREx", "accuracy", "bce",
            "irm_grad_autograd", "irm_grad_closed_form"]
