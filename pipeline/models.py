@@ -81,6 +81,39 @@ class LeNet(nn.Module):
         return self.fc2(feats).squeeze(-1), feats
 
 
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18 (``weights=None``) with GroupNorm and one logit.
+
+    Adapted to the data: the first conv takes the dataset's channel count (7x7, stride 2, as in
+    torchvision), and the head is ``Linear(512, 1)``; ``forward`` returns the logit and the 512-d
+    pooled representation. Recorded deviation: BatchNorm is replaced by ``GroupNorm(32, C)``
+    (``norm_layer``), because BatchNorm's running statistics are buffers, which the stacked
+    (``vmap``) form cannot update per member; GroupNorm also makes an example's output
+    independent of the rest of its batch. ``hidden_dim`` is ignored. No pretrained weights
+    (IRMBed starts from ImageNet weights and resizes its inputs to 224x224).
+    """
+
+    def __init__(self, input_shape: Sequence[int], groups: int = 32):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.input_shape = tuple(input_shape)
+        net = resnet18(weights=None, num_classes=1,
+                       norm_layer=lambda channels: nn.GroupNorm(groups, channels))
+        if input_shape[0] != 3:
+            net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3,
+                                  bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.net = net  # net.fc is Linear(512, 1) (num_classes=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.net
+        h = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        h = n.layer4(n.layer3(n.layer2(n.layer1(h))))
+        feats = torch.flatten(n.avgpool(h), 1)
+        return n.fc(feats).squeeze(-1), feats
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     build: Callable[[Sequence[int], int], nn.Module]
@@ -209,6 +242,11 @@ MODELS: dict[str, ModelSpec] = {
                           "IRM's grayscale MLP: the colour channels are summed first"),
     "lenet": ModelSpec(lambda shape, h: LeNet(shape, h), VmapStack,
                        "LeNet-style CNN (3 conv, 2 pool, 2 fc); hidden_dim is the fc width"),
+    "resnet18": ModelSpec(lambda shape, h: ResNet18(shape), VmapStack,
+                          "torchvision ResNet-18, random init, first conv for the input's "
+                          "channels, 1-logit head on the 512-d pooled features; GroupNorm(32) "
+                          "instead of BatchNorm (no buffers, so it can be stacked); "
+                          "hidden_dim unused"),
 }
 
 

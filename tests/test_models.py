@@ -41,19 +41,24 @@ def test_lenet_adapts_to_the_input_shape(shape):
     assert kinds == ["Conv2d", "Conv2d", "Conv2d", "Linear", "Linear"]
 
 
+# ResNet-18's 20 layers (and vmap's grouped convolutions) round a little more
+TOLERANCE = {"resnet18": {"rtol": 1e-4, "atol": 1e-5}}
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_stacked_model_member_equals_the_single_model(name):
     seeds = [5, 6, 7]
+    tol = TOLERANCE.get(name, {"rtol": 1e-5, "atol": 1e-6})
     stacked = build_stacked(name, (2, 14, 14), 16, seeds)
     x = torch.rand(6, 2, 14, 14)
     logits, feats = stacked(x)
     assert logits.shape == (3, 6)
     for k, seed in enumerate(seeds):
         single_logits, single_feats = build_member(name, (2, 14, 14), 16, seed)(x)
-        torch.testing.assert_close(logits[k], single_logits, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(feats[k], single_feats, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(logits[k], single_logits, **tol)
+        torch.testing.assert_close(feats[k], single_feats, **tol)
     per_member = stacked(x.unsqueeze(0).expand(3, *x.shape).clone(), shared=False)[0]
-    torch.testing.assert_close(per_member, logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(per_member, logits, **tol)
 
 
 def test_weight_norm_sums_every_parameter_biases_included():
@@ -70,3 +75,45 @@ def test_unknown_model_and_formulation_list_the_valid_names():
         build_member("resnet", (2, 14, 14), 8, 0)
     with pytest.raises(ConfigError, match="bmm"):
         build_stacked("mlp", (2, 14, 14), 8, [0], formulation="einsum")
+
+
+# ---------------------------------------------------------------- ResNet-18
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14), (2, 28, 28), (3, 64, 32)])
+def test_resnet18_adapts_to_the_input_and_has_no_buffers(shape):
+    model = build_member("resnet18", shape, 0, seed=0)
+    logits, feats = model(torch.rand(3, *shape))
+    assert logits.shape == (3,) and feats.shape == (3, 512)
+    assert model.net.conv1.in_channels == shape[0]
+    assert model.net.fc.out_features == 1
+    assert not list(model.buffers())  # GroupNorm, not BatchNorm: nothing to track per member
+    norms = {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
+    assert norms == {"GroupNorm"}
+    assert all(m.num_groups == 32 for m in model.modules() if isinstance(m, torch.nn.GroupNorm))
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14), (2, 28, 28), (3, 64, 32)])
+def test_stacked_resnet18_member_equals_the_single_model(shape):
+    seeds = [3, 8]
+    stacked = build_stacked("resnet18", shape, 0, seeds)
+    x = torch.rand(5, *shape)
+    logits, feats = stacked(x)
+    assert logits.shape == (2, 5) and feats.shape == (2, 5, 512)
+    for k, seed in enumerate(seeds):
+        single_logits, single_feats = build_member("resnet18", shape, 0, seed)(x)
+        torch.testing.assert_close(logits[k], single_logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(feats[k], single_feats, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(logits[0], logits[1])
+
+
+def test_resnet18_trains_in_the_trainer(tiny_envs):
+    from pipeline.config import make_config
+    from pipeline.training import train
+
+    cfg = make_config(None, model="resnet18", method="irm", penalty_weight=10.0, steps=2,
+                      batch_size=8, eval_every=1, lr=1e-3)
+    result = train(cfg, [0, 1], envset=tiny_envs)
+    assert [m["status"] for m in result.members] == ["ok", "ok"]
+    assert len(result.curves["nll"][0]) == 2
+    assert result.config["model"] == "resnet18"

