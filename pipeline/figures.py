@@ -192,7 +192,10 @@ def _population_sd(values) -> tuple[float, float]:
 
 def sem_errors(rows: list[dict], path: Path | str) -> list[Path]:
     """Figure 6: causal and non-causal coefficient error per SEM setup and method (log scale),
-    bars = mean over reps, error bars = std over reps (the IRM paper's synthetic figure)."""
+    bars = mean over reps, error bars = std over reps (the IRM paper's synthetic figure), black
+    ticks = the published means (a log axis cannot show the published zeros)."""
+    from pipeline.sem_study import PUBLISHED_SEM
+
     frame = pd.DataFrame(rows)
     present = set(frame["setup"])
     setups = [s for s in SEM_SETUPS if s in present] + sorted(present - set(SEM_SETUPS))
@@ -200,18 +203,74 @@ def sem_errors(rows: list[dict], path: Path | str) -> list[Path]:
     reps = frame.groupby(["setup", "method"]).size()
     reps_text = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.9), sharey=True)
-    for ax, (column, label) in zip(axes, (("causal_error", "causal coefficients (x)"),
-                                          ("noncausal_error", "non-causal coefficients (z)")),
-                                   strict=True):
-        sns.barplot(data=frame, x="setup", y=column, hue="method", order=setups,
+    width = 0.8 / len(methods)  # seaborn's dodged bars: 0.8 per setup, split over the hues
+    for ax, (kind, label) in zip(axes, (("causal", "causal coefficients (x)"),
+                                        ("noncausal", "non-causal coefficients (z)")),
+                                 strict=True):
+        sns.barplot(data=frame, x="setup", y=f"{kind}_error", hue="method", order=setups,
                     hue_order=methods, errorbar=_population_sd, capsize=0.1, ax=ax,
                     legend=ax is axes[0])
+        published = [(i - 0.4 + width * (j + 0.5), pub[0])
+                     for i, setup in enumerate(setups) for j, method in enumerate(methods)
+                     if (pub := PUBLISHED_SEM.values.get(setup, {}).get(method, {}).get(kind))
+                     and pub[0] > 0]
+        for k, (x, mean) in enumerate(published):
+            ax.plot([x - width / 2, x + width / 2], [mean, mean], color="black", lw=1.2,
+                    label=f"published ({PUBLISHED_SEM.reps} reps)" if k == 0 else None)
         ax.set(xlabel="SEM setup (F/P observed, O/E noise, U/S scrambled)",
                ylabel="coefficient error (MSE, log scale)", title=label)
+    axes[0].legend(fontsize=7)
     # log scale only after both panels are drawn: seaborn averages in log space (geometric
     # means) on an axis that is already logarithmic, and the panels share the y axis
     axes[0].set_yscale("log")
+    on_all = " and ".join(m.upper() for m in methods if m in ("erm", "icp"))
+    notes = [f"{on_all} on all environments"] if on_all else []
+    if "irm" in methods:
+        notes.append("IRM's regulariser chosen on the last environment")
     fig.suptitle(f"IRM synthetic SEM study: mean ± std over {reps_text} reps per setup;\n"
-                 "ERM on all environments, IRM's regulariser chosen on the last environment",
-                 fontsize=9)
+                 + ", ".join(notes) + ";\nblack: the published means; a zero error (ICP's "
+                 "empty or exact selections) has no bar on the log axis", fontsize=9)
+    return save(fig, path)
+
+
+def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
+    """Figure 7: the protocol table per seed: test and gray-test accuracy of every row, one
+    panel per dataset, with Fishr's published test means (full MNIST) as black marks."""
+    from pipeline.protocol import PUBLISHED_PROTOCOL_ROWS
+
+    records = []
+    for r in results:
+        prov, data = r["provenance"], r["data"]
+        panel = f"{data['dataset']}" + (" (REDUCED data)" if data.get("reduced") else "")
+        for m in r["members"]:
+            if m["status"] != "ok":
+                continue
+            for metric, key in (("test", "test_acc"), ("gray test", "test_gray_acc")):
+                if key in m["metrics"]:
+                    records.append({"panel": panel, "row": prov["row"], "metric": metric,
+                                    "accuracy": 100 * m["metrics"][key]})
+    frame = pd.DataFrame(records)
+    panels = list(dict.fromkeys(frame["panel"])) if not frame.empty else ["(no finished runs)"]
+    rows = list(dict.fromkeys(r["provenance"]["row"] for r in results))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.7 * len(rows)),
+                                                      3.2 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        part = frame[frame["panel"] == panel] if not frame.empty else frame
+        if not part.empty:
+            sns.stripplot(data=part, x="row", y="accuracy", hue="metric", order=rows,
+                          hue_order=["test", "gray test"], dodge=True, size=3.5, ax=ax,
+                          legend=ax is axes[0, 0])
+        for i, row in enumerate(rows):
+            if row in PUBLISHED_PROTOCOL_ROWS:
+                ax.plot([i - 0.4, i + 0.4], [PUBLISHED_PROTOCOL_ROWS[row]["test"][0]] * 2,
+                        color="black", lw=1.2,
+                        label="published test (full MNIST)" if i == 0 else None)
+        ax.set(xlabel="", ylabel="accuracy (%)", title=panel, ylim=(0, 100))
+        ax.axhline(50, color="grey", lw=0.6, ls=":")
+        ax.tick_params(axis="x", rotation=30)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Every method with IRM's published hyperparameters (irm_paper: selected with "
+                 "test data, USES TEST DATA);\none dot per seed, black bar: Fishr's published "
+                 "test mean", fontsize=9)
     return save(fig, path)
