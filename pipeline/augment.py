@@ -10,7 +10,6 @@ image equals ``torchvision.transforms.v2.functional.affine`` with the same param
 
 from __future__ import annotations
 
-
 import torch
 from torch.nn import functional as F
 
@@ -32,7 +31,8 @@ def inverse_affine_theta(angle: torch.Tensor, shear: torch.Tensor, scale: torch.
     sx = torch.deg2rad(shear)
     a, b = torch.cos(rot), -torch.cos(rot) * torch.tan(sx) - torch.sin(rot)
     c, d = torch.sin(rot), -torch.sin(rot) * torch.tan(sx) + torch.cos(rot)
-    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / scale[:, None, None]
+    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+    inv = inv / scale[:, None, None]
     # pixel offsets from the centre -> normalised [-1, 1] coordinates (align_corners=False)
     to_norm = torch.tensor([[2.0 / width, 0.0], [0.0, 2.0 / height]], dtype=inv.dtype)
     from_norm = torch.tensor([[width / 2.0, 0.0], [0.0, height / 2.0]], dtype=inv.dtype)

@@ -68,9 +68,14 @@ class Inputs:
     manifests: dict[str, dict]  # dataset -> environment manifest
     sem_rows: list[dict] = field(default_factory=list)
     sem_meta: dict = field(default_factory=dict)
+    protocol: dict[str, dict] = field(default_factory=dict)  # "dataset-row" -> result
+    protocol_preset: str = "irm_paper"
 
 
-def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None) -> Inputs:
+def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
+                protocol=None) -> Inputs:
+    """Read every finished result; ``protocol`` (ProtocolSettings) adds the protocol table's
+    rows from ``results/protocol/DATASET-ROW.json``."""
     evaluations, searches, best, manifests = {}, {}, {}, {}
     for dataset in study.datasets:
         manifests[dataset] = json.loads((envs / dataset / "manifest.json").read_text())
@@ -86,7 +91,16 @@ def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None) -> In
         loaded = json.loads(sem.read_text())
         sem_rows, sem_meta = loaded["rows"], loaded["meta"]
         manifests["sem"] = json.loads((envs / "sem" / "manifest.json").read_text())
-    return Inputs(evaluations, searches, best, manifests, sem_rows, sem_meta)
+    protocol_results = {}
+    if protocol is not None:
+        for dataset in protocol.datasets:
+            manifests[dataset] = json.loads((envs / dataset / "manifest.json").read_text())
+            for row in protocol.rows:
+                name = f"{dataset}-{row}"
+                protocol_results[name] = json.loads(
+                    (results / "protocol" / f"{name}.json").read_text())
+    return Inputs(evaluations, searches, best, manifests, sem_rows, sem_meta, protocol_results,
+                  protocol.preset if protocol is not None else "irm_paper")
 
 
 # -- metrics.json: the headline numbers ---------------------------------------------------------
@@ -105,6 +119,16 @@ def headline_metrics(inputs: Inputs) -> dict:
                  "test_std": _round(row["test"][1]) if row["test"] else None,
                  "seeds": row["seeds"], "diverged": row["diverged"]}
         out["accuracy"].setdefault(row["dataset"], {})[key] = entry
+    if inputs.protocol:
+        from pipeline.protocol import protocol_rows
+
+        out["protocol"] = {}
+        for row in protocol_rows(list(inputs.protocol.values())):
+            out["protocol"].setdefault(row["dataset"], {})[row["row"]] = {
+                name: _round(row[name][0]) if row[name] else None
+                for name in ("train", "test", "gray")} | {
+                "test_std": _round(row["test"][1]) if row["test"] else None,
+                "seeds": row["seeds"], "diverged": row["diverged"]}
     if inputs.sem_rows:
         from pipeline.sem_study import sem_summary
 
@@ -174,6 +198,9 @@ def _seed_lines(inputs: Inputs, params: dict) -> list[str]:
              + ", ".join(sorted({str(list(s)) for _, s in searches}) or ["none"]),
              "- evaluation seeds (never used by a search): "
              + ", ".join(str(list(s)) for s in eval_seeds)]
+    protocol_seeds = sorted({tuple(r["seeds"]) for r in inputs.protocol.values()})
+    if protocol_seeds:
+        lines.append("- protocol-table seeds: " + ", ".join(str(list(s)) for s in protocol_seeds))
     if inputs.sem_meta:
         lines.append(f"- SEM: data seed {params.get('make_envs', {}).get('seed')}, "
                      f"{inputs.sem_meta.get('reps')} repetitions per setup")
@@ -266,6 +293,11 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
         png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}",
                                       dataset)[0]
         drawn.append((f"Figure 3 ({dataset}): training curves of the final evaluation.", png))
+    if inputs.protocol:
+        png = figures.protocol_accuracy(list(inputs.protocol.values()),
+                                        out / "fig7_protocol_accuracy")[0]
+        drawn.append(("Figure 7: every method with IRM's published hyperparameters (the "
+                      "protocol table), test and grayscale-test accuracy per seed.", png))
     if inputs.sem_rows:
         png = figures.sem_errors(inputs.sem_rows, out / "fig6_sem_errors")[0]
         drawn.append(("Figure 6: SEM study, causal and non-causal coefficient error per "
@@ -296,6 +328,15 @@ def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
     sections = ["# IRM study report", "", provenance_markdown(inputs, params, paper, lock_path),
                 "", "## Accuracy of the final evaluation", "", acc_md,
                 "LaTeX: [`tables/accuracy.tex`](tables/accuracy.tex)", ""]
+    if inputs.protocol:
+        from pipeline.protocol import protocol_latex, protocol_markdown
+
+        results = list(inputs.protocol.values())
+        protocol_md = protocol_markdown(results, inputs.protocol_preset)
+        (tables / "protocol.md").write_text(protocol_md)
+        (tables / "protocol.tex").write_text(protocol_latex(results, inputs.protocol_preset))
+        sections += ["## Every method under the IRM protocol (IRM's hyperparameters)", "",
+                     protocol_md, "LaTeX: [`tables/protocol.tex`](tables/protocol.tex)", ""]
     if inputs.sem_rows:
         from pipeline.sem_study import sem_table_latex, sem_table_markdown
 

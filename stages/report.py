@@ -1,8 +1,9 @@
 """DVC stage: the report (report.md + HTML, LaTeX tables, PNG/PDF figures, metrics.json).
 
-Reads the finished evaluations, searches and SEM study named by ``params.yaml: study``; trains
-nothing. The provenance header compares this run's params with ``profiles/paper.yaml`` to say
-how the run was scaled down from the full protocols.
+Reads the finished evaluations, searches, protocol rows and SEM study named by
+``params.yaml: study`` and ``protocol``; trains nothing. The provenance header compares this
+run's params with ``profiles/paper.yaml`` to say how the run was scaled down from the full
+protocols.
 """
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.protocol import protocol_settings
 from pipeline.report import load_inputs, study_settings, write_report
 
 
@@ -26,7 +28,8 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     study = study_settings(params.get("study"))
     paper = yaml.safe_load(args.paper.read_text()) if args.paper.exists() else None
-    inputs = load_inputs(study, args.results, args.envs_dir, args.sem)
+    protocol = protocol_settings(params["protocol"]) if params.get("protocol") else None
+    inputs = load_inputs(study, args.results, args.envs_dir, args.sem, protocol)
     metrics = write_report(inputs, study, params, paper, args.out)
     print(f"wrote {args.out / 'report.md'} and {args.out / 'report.html'}; headline numbers "
           f"in {args.out / 'metrics.json'} ({len(metrics['accuracy'])} datasets)")

@@ -1,0 +1,38 @@
+"""DVC stage: one row of the protocol table on one dataset.
+
+The row is the protocol's preset (``params.yaml: protocol.preset``, IRM's published
+hyperparameters) with the row's changes (``protocol.row_set``: its method and the method's own
+hyperparameters), trained with ``protocol.seeds`` (Fishr's protocol, reference section 5.1).
+Writes the full result (JSON, with provenance) and prints its accuracy table.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from pipeline.protocol import evaluate_protocol_row, protocol_settings
+from pipeline.reporting import result_table
+from stages.evaluate import print_progress, write_atomic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--row", required=True, help="a name in protocol.rows, e.g. fishr")
+    parser.add_argument("--envs-dir", type=Path, required=True,
+                        help="directory holding the dataset's environments (data/envs)")
+    parser.add_argument("--out", type=Path, required=True, help="result JSON")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    settings = protocol_settings(yaml.safe_load(args.params.read_text()).get("protocol"))
+    result = evaluate_protocol_row(settings, args.row, args.dataset, str(args.envs_dir),
+                                   print_progress)
+    print(result_table(result), flush=True)
+    write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
