@@ -47,7 +47,8 @@ class ProtocolSettings:
 
     def row_changes(self, row: str) -> dict:
         """The row's changes to the preset, its method made explicit."""
-        lookup({r: None for r in self.rows}, row, "protocol row")
+        lookup({r: None for r in dict.fromkeys([*self.rows, *self.row_set])}, row,
+               "protocol row")
         return {"method": row, **self.row_set.get(row, {})}
 
 
@@ -69,10 +70,7 @@ def protocol_settings(section: dict | None) -> ProtocolSettings:
                                               for s in seeds):
         raise ConfigError(f"protocol.seeds = {seeds!r} must be a list of integers")
     row_set = _mapping("protocol.row_set", section.get("row_set"))
-    for row, changes in row_set.items():
-        if row not in rows:
-            raise ConfigError(unknown_name_message("row in protocol.row_set (not in "
-                                                   "protocol.rows)", row, rows))
+    for row, changes in row_set.items():  # rows not run now may be defined too
         changes = _mapping(f"protocol.row_set.{row}", changes)
         for key in changes:
             if key in ROW_FIXED:
@@ -88,7 +86,7 @@ def protocol_settings(section: dict | None) -> ProtocolSettings:
                                                    (*EXECUTION_KEYS, "dtype")))
     settings = ProtocolSettings(datasets, rows, preset, check_fresh_seeds(seeds, []), row_set,
                                 execution)
-    for row in rows:  # every row's config is valid before any training starts
+    for row in dict.fromkeys([*rows, *row_set]):  # every row is valid before any training
         try:
             make_config(preset, **settings.row_changes(row), **execution)
         except ConfigError as exc:

@@ -37,7 +37,7 @@ def test_a_row_is_the_preset_plus_its_changes_with_the_method_explicit():
 @pytest.mark.parametrize("change,message", [
     ({"rowz": []}, "rowz"),
     ({"rows": ["erm", "nosuchmethod"]}, "nosuchmethod"),
-    ({"row_set": {**SECTION["row_set"], "coral": {}}}, "coral"),  # a row not in rows
+    ({"row_set": {**SECTION["row_set"], "vrexx": {}}}, "vrexx"),  # a typo: no such method
     ({"row_set": {**SECTION["row_set"], "irm": {"dataset": "sem"}}}, "dataset"),
     ({"row_set": {**SECTION["row_set"], "irm": {"andmask_tau": 0.5}}}, "not a hyperparameter"),
     ({"rows": ["andmask"], "row_set": {"andmask": {"andmask_tau": 2.0}}}, "andmask_tau"),
