@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "them (one tensor file per environment plus manifest.json with the "
                        "source, whether it is reduced, sizes, parameters, data seed, sha256).")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS),
-                   help="; ".join(f"{k}: {v.description}" for k, v in DATASETS.items()))
+                   help="; ".join(f"{k}: {v.description}" for k, v in DATASETS.items())
+                   .replace("%", "%%"))
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--out", type=Path, default=None,
                    help=f"output directory (default {DEFAULT_ENVS_DIR}/DATASET)")

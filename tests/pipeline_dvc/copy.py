@@ -38,6 +38,13 @@ def tiny_params() -> dict:
                         "preset_set": {"dtype": "bf16", "steps": 20, "hidden_dim": 16,
                                        "anneal_iters": 5}}
     tiny["sem_study"]["irm_iterations"] = 200
+    # the protocol table: two rows (a penalty and a gradient rule), the preset made tiny
+    tiny["protocol"].update({"datasets": ["colored_fashion_mnist"], "rows": ["erm", "fishr"],
+                             "seeds": [0, 1]})
+    small = {"steps": 20, "hidden_dim": 16, "anneal_iters": 5}
+    tiny["protocol"]["row_set"] = {row: {**tiny["protocol"]["row_set"].get(row, {}), **small}
+                                   for row in tiny["protocol"]["rows"]}
+    tiny["protocol"]["execution"] = {"dtype": "bf16", "eval_every": 5, "threads": 1}
     return tiny
 
 

@@ -44,6 +44,9 @@ def test_every_stage_ran_once(repo):
     expected |= {f"search@{d}-{m}" for d in study["datasets"] for m in study["methods"]}
     expected |= {f"evaluate@{d}-{m}" for d in study["datasets"] for m in study["methods"]}
     expected |= {f"evaluate_preset@{d}-{p}" for d in study["datasets"] for p in study["presets"]}
+    protocol = params["protocol"]
+    expected |= {f"evaluate_protocol@{d}-{r}" for d in protocol["datasets"]
+                 for r in protocol["rows"]}
     expected |= {"evaluate_sem", "report"}
     assert ran == expected
 
@@ -56,9 +59,9 @@ def test_report_has_provenance_tables_and_figures(repo):
         assert needle in report, needle
     # every figure the report links exists as a non-empty PNG with its PDF beside it
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
-    assert len(images) >= 6
+    assert len(images) >= 7
     numbers = {re.match(r"figures/fig(\d)", p).group(1) for p in images}
-    assert numbers == {"1", "2", "3", "4", "5", "6"}
+    assert numbers == {"1", "2", "3", "4", "5", "6", "7"}
     for rel in images:
         png = repo / "reports" / rel
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000, rel
@@ -78,14 +81,26 @@ def test_tables_parse_and_cover_the_study(repo):
         assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row[4]), row  # test accuracy, mean ± std
     assert len(latex_rows((tables / "accuracy.tex").read_text())) == len(rows)
     sem_rows = markdown_rows((tables / "sem.md").read_text())
-    assert len(sem_rows) == 8 * 2  # eight setups x (ERM, IRM)
+    assert len(sem_rows) == 8 * 3  # eight setups x (ERM, ICP, IRM)
     assert len(latex_rows((tables / "sem.tex").read_text())) == len(sem_rows)
+    protocol = tiny_params()["protocol"]
+    text = (tables / "protocol.md").read_text()
+    rows = [r for r in markdown_rows(text) if len(r) > 4]
+    assert [r[1] for r in rows] == protocol["rows"]
+    for row in rows:
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row[5]), row  # test accuracy
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", row[6]), row  # gray test accuracy
+    assert "USES TEST DATA" in text and "2 seeds" in text
+    tex = (tables / "protocol.tex").read_text()
+    assert len(latex_rows(tex)) == len(rows)  # then the published rows, after a rule
 
 
 def test_metrics_and_plots_are_what_dvc_shows(repo):
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert set(metrics["accuracy"]) == {"colored_mnist", "colored_fashion_mnist"}
     assert set(metrics["sem"]) == {"FOU", "FOS", "FEU", "FES", "POU", "POS", "PEU", "PES"}
+    assert set(metrics["sem"]["FOU"]) == {"erm", "icp", "irm"}
+    assert set(metrics["protocol"]["colored_fashion_mnist"]) == {"erm", "fishr"}
     shown = dvc(repo, "metrics", "show", "--json").stdout
     assert "colored_fashion_mnist" in shown and "noncausal_error" in shown
     curves = repo / "results" / "curves" / "colored_fashion_mnist-irm.csv"

@@ -98,10 +98,19 @@ def test_every_space_in_params_yaml_is_valid():
 
     import yaml
 
-    spaces = yaml.safe_load(Path("params.yaml").read_text())["search_spaces"]
-    assert {"irm", "vrex", "erm", "irm_schedules"} <= set(spaces)
+    from pipeline.methods import METHODS
+
+    for profile in ("params.yaml", "profiles/paper.yaml"):
+        spaces = yaml.safe_load(Path(profile).read_text())["search_spaces"]
+        assert {"irm_schedules", *METHODS} <= set(spaces)  # a default space for every method
+        _check_spaces(spaces)
+
+
+def _check_spaces(spaces: dict) -> None:
+    from pipeline.methods import METHODS
+
     for name, raw in spaces.items():
-        method = "erm" if name == "erm" else "vrex" if name == "vrex" else "irm"
+        method = name if name in METHODS else "irm"
         base = make_config(None, method=method).to_dict()
         space = parse_space(raw, base, {})
         for values in draw(space, n=25):
