@@ -1,7 +1,8 @@
 """DVC stage: the IRM paper's SEM study (reference section 2) on the saved SEM environments.
 
-ERM (least squares on all environments) and IRM (linear Phi, its regulariser chosen on the
-last environment), per setup and repetition, from ``params.yaml: sem_study``.
+ERM (least squares on all environments), ICP (exhaustive subsets, the reference's tests at
+``icp_alpha``) and IRM (linear Phi, its regulariser chosen on the last environment), per setup
+and repetition, from ``params.yaml: sem_study``.
 """
 
 import argparse
