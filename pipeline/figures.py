@@ -252,8 +252,8 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
     frame = pd.DataFrame(records)
     panels = list(dict.fromkeys(frame["panel"])) if not frame.empty else ["(no finished runs)"]
     rows = list(dict.fromkeys(r["provenance"]["row"] for r in results))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.7 * len(rows)),
-                                                      3.2 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8.0, 0.8 * len(rows)),
+                                                      3.4 * len(panels) + 0.8), squeeze=False)
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         part = frame[frame["panel"] == panel] if not frame.empty else frame
         if not part.empty:
@@ -268,9 +268,13 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
         ax.set(xlabel="", ylabel="accuracy (%)", title=panel, ylim=(0, 100))
         ax.axhline(50, color="grey", lw=0.6, ls=":")
         ax.tick_params(axis="x", rotation=30)
-    if axes[0, 0].get_legend_handles_labels()[0]:
-        axes[0, 0].legend(fontsize=7, loc="upper right")
-    fig.suptitle("Every method with IRM's published hyperparameters (irm_paper: selected with "
-                 "test data, USES TEST DATA);\none dot per seed, black bar: Fishr's published "
-                 "test mean", fontsize=9)
+    if axes[0, 0].get_legend_handles_labels()[0]:  # below the panels, clear of the dots
+        axes[-1, 0].legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, ncol=3,
+                           loc="upper center", bbox_to_anchor=(0.5, -0.3))
+        if axes[0, 0] is not axes[-1, 0]:
+            axes[0, 0].get_legend().remove()
+    fig.suptitle("Every method with IRM's published hyperparameters\n(irm_paper: selected with "
+                 "test data, USES TEST DATA); one dot per seed,\nblack bar: Fishr's published "
+                 "test mean on full MNIST", fontsize=9)
+    fig.tight_layout()
     return save(fig, path)

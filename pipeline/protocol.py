@@ -176,8 +176,9 @@ def protocol_caption(rows: Sequence[dict], preset: str) -> str:
     """What the table is: the protocol, its selection (test data), its data, its deviations."""
     how, uses_test = PRESET_PROVENANCE[preset]
     parts = [f"Every method with the `{preset}` hyperparameters ({how}"
-             + ("; USES TEST DATA" if uses_test else "") + "), full batch, final step; "
-             "accuracy % as mean ± std (ddof 0) over seeds."]
+             + ("; USES TEST DATA" if uses_test else "") + "), full batch unless a row's "
+             "changes say otherwise, final step; accuracy % as mean ± std (ddof 0) over "
+             "seeds."]
     for dataset in sorted({r["dataset"] for r in rows}):
         first = next(r for r in rows if r["dataset"] == dataset)
         parts.append(f"{dataset}: {first['source']}"
