@@ -87,7 +87,7 @@ def test_presets_and_seed_lists(workdir):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--set", "method=foo"], "valid choices: erm, irm, vrex"),
+    (["--set", "method=foo"], "valid choices: adversarial, andmask, birm"),
     (["--set", "penalty_weight=-1"], "penalty_weight"),
     (["--set", "steps=0"], "steps"),
     (["--set", "schedule=cosine"], "polynomial"),
