@@ -127,23 +127,19 @@ class EvaluationSettings:
 
 def evaluation_settings(section: dict | None) -> EvaluationSettings:
     """Validate ``params.yaml: evaluate``; every error names the key and the valid choices."""
-    section = dict(section or {})
-    for key in section:
-        if key not in EVALUATE_KEYS:
-            raise ConfigError(unknown_name_message("key in params.yaml 'evaluate'", key,
-                                                   EVALUATE_KEYS))
+    section = checked_section("evaluate", section, EVALUATE_KEYS)
     seeds = section.get("seeds", [1000, 1001, 1002])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
                                               for s in seeds):
         raise ConfigError(f"evaluate.seeds = {seeds!r} must be a list of integers, e.g. "
                           "[1000, 1001, 1002]")
-    execution = _mapping("evaluate.execution", section.get("execution"))
+    execution = mapping_param("evaluate.execution", section.get("execution"))
     for key in execution:
         if key not in EXECUTION_KEYS:
             raise ConfigError(unknown_name_message(
                 "key in evaluate.execution (execution settings only; they never change what "
                 "a run learns)", key, EXECUTION_KEYS))
-    preset_set = _mapping("evaluate.preset_set", section.get("preset_set"))
+    preset_set = mapping_param("evaluate.preset_set", section.get("preset_set"))
     for key in preset_set:
         if key in PRESET_FIXED:  # a preset is a method's published config on a dataset
             raise ConfigError(f"evaluate.preset_set.{key}: a preset's {key} is not a "
@@ -157,7 +153,16 @@ def evaluation_settings(section: dict | None) -> EvaluationSettings:
     return EvaluationSettings(check_fresh_seeds(seeds, []), execution, preset_set)
 
 
-def _mapping(key: str, value) -> dict:
+def checked_section(name: str, section: dict | None, keys: Sequence[str]) -> dict:
+    """A copy of ``params.yaml: NAME``, refused if a key is not one of ``keys``."""
+    section = dict(section or {})
+    for key in section:
+        if key not in keys:
+            raise ConfigError(unknown_name_message(f"key in params.yaml '{name}'", key, keys))
+    return section
+
+
+def mapping_param(key: str, value) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):

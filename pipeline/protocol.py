@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from pipeline.config import PRESETS, coerce, make_config
 from pipeline.errors import ConfigError, lookup, unknown_name_message
-from pipeline.evaluate import EXECUTION_KEYS, PRESET_PROVENANCE, check_fresh_seeds
+from pipeline.evaluate import (
+    EXECUTION_KEYS,
+    PRESET_PROVENANCE,
+    check_fresh_seeds,
+    checked_section,
+    mapping_param,
+)
 from pipeline.latex import escape as tex_escape
 from pipeline.training import ProgressFn, train
 
@@ -54,11 +60,7 @@ class ProtocolSettings:
 
 def protocol_settings(section: dict | None) -> ProtocolSettings:
     """Validate ``params.yaml: protocol``; every error names the key and the valid choices."""
-    section = dict(section or {})
-    for key in section:
-        if key not in PROTOCOL_KEYS:
-            raise ConfigError(unknown_name_message("key in params.yaml 'protocol'", key,
-                                                   PROTOCOL_KEYS))
+    section = checked_section("protocol", section, PROTOCOL_KEYS)
     datasets, rows = section.get("datasets", []), section.get("rows", [])
     for key, value in (("datasets", datasets), ("rows", rows)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -69,9 +71,9 @@ def protocol_settings(section: dict | None) -> ProtocolSettings:
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
                                               for s in seeds):
         raise ConfigError(f"protocol.seeds = {seeds!r} must be a list of integers")
-    row_set = _mapping("protocol.row_set", section.get("row_set"))
+    row_set = mapping_param("protocol.row_set", section.get("row_set"))
     for row, changes in row_set.items():  # rows not run now may be defined too
-        changes = _mapping(f"protocol.row_set.{row}", changes)
+        changes = mapping_param(f"protocol.row_set.{row}", changes)
         for key in changes:
             if key in ROW_FIXED:
                 raise ConfigError(f"protocol.row_set.{row}.{key}: a row may not change its "
@@ -79,7 +81,7 @@ def protocol_settings(section: dict | None) -> ProtocolSettings:
         row_set[row] = {k: coerce(k, v) for k, v in changes.items()}
         _check_own_hyperparameters(row, {"method": row, **row_set[row]})
     execution = {k: coerce(k, v) for k, v in
-                 _mapping("protocol.execution", section.get("execution")).items()}
+                 mapping_param("protocol.execution", section.get("execution")).items()}
     for key in execution:
         if key not in (*EXECUTION_KEYS, "dtype"):
             raise ConfigError(unknown_name_message("key in protocol.execution", key,
@@ -107,14 +109,6 @@ def _check_own_hyperparameters(row: str, changes: dict) -> None:
                 raise ConfigError(f"protocol.row_set.{row}.{key} is not a hyperparameter of "
                                   f"{changes['method']!r} (it belongs to {name!r}); it would "
                                   "change nothing")
-
-
-def _mapping(key: str, value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} = {value!r} must be a mapping of config keys to values")
-    return dict(value)
 
 
 def evaluate_protocol_row(settings: ProtocolSettings, row: str, dataset: str,
