@@ -7,7 +7,6 @@ reset, and final metrics from the forward pass of the last step (before its upda
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,14 +23,9 @@ from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
 from pipeline.models import build_stacked, squared_weight_norm
 from pipeline.provenance import git_revision, library_versions
+from pipeline.seeds import derive_seed
 
 ProgressFn = Callable[[dict], None]
-
-
-def derive_seed(seed: int, *names: str) -> int:
-    """A seed for one purpose (e.g. minibatch sampling), independent of the others."""
-    digest = hashlib.sha256(":".join([str(seed), *names]).encode()).hexdigest()
-    return int(digest[:8], 16)
 
 
 def resolve_device(device: str) -> torch.device:

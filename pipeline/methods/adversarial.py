@@ -6,19 +6,12 @@ member k's loss alone, and member k's adversary sees member k's features alone.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from pipeline.methods.base import Method, Range, StepBatch, bce
-
-
-def member_seed(seed: int, *names: str) -> int:
-    """``pipeline.training.derive_seed`` (same hash), here to avoid importing the trainer."""
-    digest = hashlib.sha256(":".join([str(seed), *names]).encode()).hexdigest()
-    return int(digest[:8], 16)
+from pipeline.seeds import derive_seed
 
 
 class FGSM(Method):
@@ -98,7 +91,7 @@ class DANN(Method):
 
     Each member k owns an adversary A_k: features (F) -> ``dann_hidden`` -> ReLU -> n_envs
     logits (``dann_hidden = 0``: one linear layer), initialised as ``nn.Linear`` does under the
-    seed ``member_seed(seed_k, "dann")``. The penalty is the adversary's cross-entropy for the
+    seed ``derive_seed(seed_k, "dann")``. The penalty is the adversary's cross-entropy for the
     environment index, the mean over the pooled training examples, on gradient-reversed
     features: ``penalty_k = CE(A_k(GradReverse(phi_k(x))), e)``. One backward pass moves A_k
     down the cross-entropy and the featurizer phi_k up it. The schedule's weight multiplies
@@ -137,7 +130,7 @@ class DANN(Method):
     def build_adversary(seed: int, dims: list[int]) -> nn.ModuleList:
         """One member's adversary, initialised from its seed alone (on the CPU)."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(member_seed(seed, "dann"))
+            torch.manual_seed(derive_seed(seed, "dann"))
             pairs = zip(dims[:-1], dims[1:], strict=True)
             return nn.ModuleList([nn.Linear(a, b) for a, b in pairs])
 

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from pipeline.methods.base import Method, Range, StepBatch
-
-
-def member_seed(seed: int, *names: str) -> int:
-    """``pipeline.training.derive_seed`` (same hash), here to avoid importing the trainer."""
-    digest = hashlib.sha256(":".join([str(seed), *names]).encode()).hexdigest()
-    return int(digest[:8], 16)
+from pipeline.seeds import derive_seed
 
 
 def birm_scale_grad(logits: torch.Tensor, labels: torch.Tensor, w: torch.Tensor,
@@ -53,7 +46,7 @@ class BIRM(Method):
     where sd = prior_sd_coef / (E * batch_size) is far larger than the source's.
 
     The w are drawn per member from a CPU ``torch.Generator`` seeded with
-    ``member_seed(seed, "birm")`` (S x E standard normals per step), then moved to the device:
+    ``derive_seed(seed, "birm")`` (S x E standard normals per step), then moved to the device:
     deterministic under a seed, independent across members. The source draws from the global
     (seeded) torch RNG.
 
@@ -74,7 +67,7 @@ class BIRM(Method):
 
     def __init__(self, cfg, ctx=None):
         super().__init__(cfg, ctx)
-        self.generators = [torch.Generator().manual_seed(member_seed(s, "birm"))
+        self.generators = [torch.Generator().manual_seed(derive_seed(s, "birm"))
                            for s in self.ctx.seeds]
 
     def draw(self, n_envs: int) -> torch.Tensor:
