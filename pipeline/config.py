@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pipeline.errors import ConfigError, as_number, check_range, unknown_name_message
 from pipeline.schedules import Schedule
 
-DTYPES = ("fp32", "bf16")
+# how a run computes (pipeline.precision): auto = bf16 only where native and measured faster
+DTYPES = ("fp32", "bf16", "tf32", "auto")
 JUMP_RULES = ("divide_loss", "reset_adam", "none")
 RISK_REDUCTIONS = ("mean", "sum")
 IRM_ESTIMATORS = ("closed_form", "autograd", "two_half")
@@ -70,9 +71,9 @@ class TrainConfig:
     holdout_fraction: float = 0.0  # of each training env, held out as NAME_val (0 = protocol)
     # execution (recorded; they may change the last bits of the numbers)
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # fp32 | bf16 | tf32 (CUDA) | auto; see pipeline.precision
     threads: int = 0  # 0 = torch's default for this machine
-    formulation: str = "auto"  # bmm | linear: how stacked members are multiplied
+    formulation: str = "auto"  # bmm | linear | auto (timed per machine): stacked matmuls
 
     def schedule_obj(self) -> Schedule:
         return Schedule(

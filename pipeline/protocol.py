@@ -24,7 +24,7 @@ from pipeline.evaluate import (
     mapping_param,
 )
 from pipeline.latex import escape as tex_escape
-from pipeline.training import ProgressFn, train
+from pipeline.training import ProgressFn, computed_dtype, train
 
 PROTOCOL_KEYS = ("datasets", "rows", "preset", "seeds", "row_set", "execution")
 # What a row may not change: that would no longer be the preset's protocol.
@@ -142,7 +142,7 @@ def protocol_rows(results: Sequence[dict]) -> list[dict]:
                "reduced": bool(data.get("reduced")), "seeds": len(r["seeds"]),
                "method": r["config"]["method"], "changes": prov["changes"],
                "diverged": sum(m["status"] == "diverged" for m in r["members"]),
-               "dtype": r["config"]["dtype"]}
+               "dtype": computed_dtype(r)}
         for name, key in (("train", "train_acc"), ("test", "test_acc"),
                           ("gray", "test_gray_acc")):
             stat = metrics.get(key)

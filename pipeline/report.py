@@ -22,6 +22,7 @@ from pipeline import figures
 from pipeline.errors import ConfigError, unknown_name_message
 from pipeline.provenance import git_revision, library_versions
 from pipeline.reporting import accuracy_latex, accuracy_markdown, accuracy_rows
+from pipeline.training import computed_dtype
 
 REPORT_STAGE = "report"
 STUDY_KEYS = ("datasets", "methods", "presets")
@@ -233,6 +234,31 @@ def _selection_lines(inputs: Inputs) -> list[str]:
     return lines
 
 
+def _precision_lines(inputs: Inputs) -> list[str]:
+    """Which precision (``auto`` resolved) every result was computed in, why, and where."""
+    groups: dict[tuple, list[str]] = {}
+    for kind, results in (("evaluation", inputs.evaluations), ("protocol", inputs.protocol)):
+        for name, r in sorted(results.items()):
+            rt = r.get("runtime", {})
+            key = (computed_dtype(r), rt.get("dtype_reason", "not recorded"),
+                   rt.get("cuda_device") or rt.get("cpu") or rt.get("device"),
+                   rt.get("cpu_capability"))
+            groups.setdefault(key, []).append(f"{kind} `{name}`")
+    for name, trials in sorted(inputs.searches.items()):
+        if "dtype" not in trials:
+            continue
+        reasons = trials.get("dtype_reason", pd.Series(["not recorded"] * len(trials)))
+        for (dtype, reason), _ in trials.groupby([trials["dtype"].fillna("?"),
+                                                  reasons.fillna("not recorded")]):
+            groups.setdefault((dtype, reason, None, None), []).append(f"search `{name}`")
+    lines = []
+    for (dtype, reason, machine, capability), names in sorted(groups.items(),
+                                                               key=lambda kv: str(kv[0])):
+        where = f" on {machine}" + (f" ({capability})" if capability else "") if machine else ""
+        lines.append(f"- **{dtype}**{where}: {reason}; {', '.join(names)}")
+    return lines
+
+
 def provenance_markdown(inputs: Inputs, params: dict, paper: dict | None,
                         lock_path: Path) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(library_versions().items()))
@@ -242,6 +268,8 @@ def provenance_markdown(inputs: Inputs, params: dict, paper: dict | None,
              f"`{inputs_hash(lock_path) or 'no dvc.lock'}`",
              f"- versions: {versions}", "", "Data sources:", *_data_lines(inputs), "",
              "Seeds:", *_seed_lines(inputs, params), "",
+             "Precision (`dtype`; `auto` as resolved on the machine that ran it):",
+             *(_precision_lines(inputs) or ["- no results"]), "",
              "Model selection (search -> selected configuration):", *_selection_lines(inputs)]
     if paper is not None:
         diffs = scale_down(params, paper)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.latex import escape as tex_escape
-from pipeline.training import TrainResult
+from pipeline.training import TrainResult, computed_dtype
 
 
 def _pct(stat: dict | None) -> str:
@@ -83,7 +83,7 @@ def protocol_deviations(result: dict) -> list[str]:
     if prov.get("kind") == "selected" and trials not in (None,
                                                          PUBLISHED_PROTOCOL["search_trials"]):
         out.append(f"{trials}-trial search")
-    dtype = result["config"].get("dtype", "fp32")
+    dtype = computed_dtype(result)
     if dtype != PUBLISHED_PROTOCOL["dtype"]:
         out.append(f"dtype={dtype}")
     return out

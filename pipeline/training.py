@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from pipeline.config import TrainConfig, validate
 from pipeline.environments import Environment, EnvSet, load_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
-from pipeline.models import build_stacked, squared_weight_norm
+from pipeline.models import MODELS, StackedMLP, build_stacked, squared_weight_norm
+from pipeline.precision import machine_info, resolve_formulation, resolve_precision
 from pipeline.provenance import git_revision, library_versions
 from pipeline.seeds import derive_seed
 
@@ -55,6 +55,12 @@ class TrainResult:
         return {"config": self.config, "seeds": self.seeds, "metrics": self.metrics,
                 "members": self.members, "at_steps": self.at_steps, "data": self.data,
                 "runtime": self.runtime, "versions": self.versions, "curves": self.curves}
+
+
+def computed_dtype(result: dict) -> str:
+    """The precision a result was computed in: ``auto`` as resolved (runtime), else the config's
+    (results written before the precision policy recorded only the config)."""
+    return result.get("runtime", {}).get("dtype") or result["config"].get("dtype", "fp32")
 
 
 def aggregate(members: list[dict]) -> dict:
@@ -137,8 +143,20 @@ class Trainer:
             Path(cfg.envs_dir) / cfg.dataset)
         self.data = _Data(self.envset, self.device, cfg.holdout_fraction)
         self.schedule = cfg.schedule_obj()
+        # the first layer's matmul: the shape class that calibrates the precision and the
+        # formulation where they are auto (pipeline.precision)
+        rows = len(self.data.x_all) if not cfg.batch_size else cfg.batch_size * len(
+            self.data.sizes)
+        shape = (rows, math.prod(self.data.input_shape), cfg.hidden_dim)
+        self.precision = resolve_precision(cfg.dtype, self.device, shape)
+        if MODELS[cfg.model].stacked is StackedMLP:
+            self.formulation, self.formulation_reason = resolve_formulation(
+                cfg.formulation, self.device, self.precision, shape)
+        else:
+            self.formulation, self.formulation_reason = "vmap", "the model is stacked by vmap"
         self.model = build_stacked(cfg.model, self.data.input_shape, cfg.hidden_dim, self.seeds,
-                                   cfg.formulation).to(self.device)
+                                   "auto" if self.formulation == "vmap" else self.formulation
+                                   ).to(self.device)
         if cfg.augment != "none" and len(self.data.input_shape) != 3:
             raise ConfigError(f"augment = {cfg.augment!r} needs an image dataset (C, H, W); "
                               f"{cfg.dataset} has input shape {self.data.input_shape}")
@@ -155,9 +173,7 @@ class Trainer:
                            for s in self.seeds]
 
     def _autocast(self):
-        if self.cfg.dtype == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return self.precision.autocast(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = [*self.model.parameters(), *self.method.parameters()]
@@ -204,6 +220,10 @@ class Trainer:
         return out
 
     def run(self) -> TrainResult:
+        with self.precision.active(self.device):  # TF32 on or off for this run alone
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg, data, k = self.cfg, self.data, len(self.seeds)
         steps, dev = cfg.steps, self.device
         train_names = [e.name for e in data.train_envs]
@@ -352,9 +372,15 @@ class Trainer:
         data = {"dataset": manifest.get("dataset"), "path": str(self.envset.path),
                 "manifest_sha256": self.envset.manifest_sha256, "source": manifest.get("source"),
                 "reduced": bool(manifest.get("reduced")), "data_seed": manifest.get("data_seed")}
-        runtime = {"device": str(self.device), "dtype": self.cfg.dtype,
-                   "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-                   "formulation": getattr(self.model, "resolved_formulation", "vmap"),
+        machine = machine_info()
+        runtime = {"device": str(self.device), **self.precision.to_dict(),
+                   "tf32": self.precision.dtype == "tf32",
+                   "formulation": self.formulation,
+                   "formulation_reason": self.formulation_reason,
+                   "cpu": machine["cpu"], "cpu_capability": machine["cpu_capability"],
+                   "cpu_native_bf16": machine["cpu_native_bf16"],
+                   **({"cuda_device": machine["cuda_device"]} if "cuda_device" in machine
+                      else {}),
                    "threads": torch.get_num_threads(), "wall_s": wall,
                    "steps_run": last_step + 1,
                    "ms_per_step": 1000 * wall / (last_step + 1),

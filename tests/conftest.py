@@ -9,6 +9,23 @@ from pipeline.environments import load_envs, make_envs
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _calibration_cache(tmp_path_factory):
+    # dtype/formulation "auto" calibrations (pipeline.precision) go to a fresh cache, not the
+    # user's: the suite sees what a new machine sees. Ray workers inherit the variable.
+    import os
+
+    from pipeline.precision import CACHE_ENV
+
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("calibration"))
+    yield
+    if saved is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = saved
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _deterministic_threads():
     # CPU results depend on the thread count; pin it so that the suite is reproducible.
     torch.set_num_threads(1)

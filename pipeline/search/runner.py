@@ -583,7 +583,10 @@ def _row(resolved: Resolved, trial_id, key, sampled, row, record, error=None) ->
     data = result.get("data", {})
     out.update({"searched": json.dumps(sampled, sort_keys=True),
                 "wall_s": runtime.get("wall_s"), "device": runtime.get("device"),
-                "dtype": runtime.get("dtype"), "node_id": node.get("node_id"),
+                "dtype": runtime.get("dtype"), "dtype_requested": runtime.get("dtype_requested"),
+                "dtype_reason": runtime.get("dtype_reason"),
+                "formulation": runtime.get("formulation"), "cpu": runtime.get("cpu"),
+                "cpu_capability": runtime.get("cpu_capability"), "node_id": node.get("node_id"),
                 "node_ip": node.get("node_ip"), "hostname": node.get("hostname"),
                 "data_source": data.get("source"), "data_reduced": data.get("reduced"),
                 "data_sha256": setup.data_sha256, "git": runtime.get("git"),

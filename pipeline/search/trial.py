@@ -14,7 +14,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pipeline.config import TrainConfig, make_config
@@ -267,7 +267,9 @@ def add_leave_one_out(result: dict, cfg: TrainConfig, setup: TrialSetup, envset:
 def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
     """Retrain a done record's configuration with its seeds, outside Ray Tune.
 
-    The device, dtype and thread count are the stored ones (they are part of the config);
+    The device and thread count are the stored ones (they are part of the config), and so
+    are the dtype and formulation the trial resolved (``auto`` is not decided again, so a
+    machine whose calibration would now decide otherwise still repeats the trial);
     ``envs_dir`` points at the same environments elsewhere (checked by their sha256).
     The leave-one-environment-out runs, if any, are not repeated.
     """
@@ -277,4 +279,9 @@ def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
     if envs_dir is not None:
         setup = TrialSetup(**{**asdict(setup), "base": {**setup.base, "envs_dir": envs_dir}})
     cfg = setup.config(sampled)
+    runtime = record.get("result", {}).get("runtime", {})
+    if cfg.dtype == "auto" and runtime.get("dtype"):
+        cfg = replace(cfg, dtype=runtime["dtype"])
+    if cfg.formulation == "auto" and runtime.get("formulation") in ("bmm", "linear"):
+        cfg = replace(cfg, formulation=runtime["formulation"])
     return train(cfg, setup.seeds, envset=_checked_envs(cfg, setup), record_at=setup.record_at)
