@@ -26,6 +26,7 @@ commands:
   summarize   a markdown table of train results
   search      a hyperparameter search: Ray Tune runs the trials, Optuna samples, a rule selects
   rerun       retrain one finished search trial outside Ray Tune and check its numbers
+  compare     how far two runs' headline numbers (metrics.json, evaluation results) differ
 
 Run `python -m pipeline COMMAND --help` for the options of each command."""
 
@@ -239,6 +240,53 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tolerance(text: str) -> float:
+    """A tolerance is a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number >= 0, e.g. 0.05")
+    return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipeline.compare import compare_two_runs, exit_status, format_comparison
+
+    comparison = compare_two_runs(args.run_a, args.run_b)
+    print(format_comparison(comparison, args.tolerance))
+    return exit_status(comparison, args.tolerance)
+
+
+COMPARE_DESCRIPTION = """\
+Compare the headline numbers of two runs of the study (two checkouts, or two machines).
+Each run is a metrics.json file, a reports/ directory holding it, or a checkout holding
+reports/metrics.json.
+
+Prints the sha256 of both metrics.json files and whether they are byte-identical (same machine
+and params: they are); then one row per metric name (test, test_std, train, causal_error, ...):
+how many values were compared, the largest absolute difference |A-B| and where it occurs; then
+paths in one run only and non-numeric values that differ. Across CPUs fp32 kernels may sum in
+another order, so numbers may differ in their last digits: --tolerance says how much is fine.
+
+When both runs are checkouts with results/evaluate/*.json, each evaluation result of the same
+name is compared too: the largest difference in its numbers (members, metrics, curves, seeds)
+or "identical"; its other fields (config, runtime, versions, ...) are listed when they differ
+but do not change the exit status.
+
+exit status:
+  0  every numeric difference is <= --tolerance and nothing is missing on one side
+     (no path or result file in one run only, no differing non-numeric value)
+  1  otherwise
+  2  an argument is not a metrics.json file nor a directory holding one, or not valid JSON"""
+
+COMPARE_EXAMPLES = """\
+examples:
+  python -m pipeline compare /tmp/clone-a /tmp/clone-b
+  python -m pipeline compare reports/metrics.json other/reports/metrics.json --tolerance 0.05"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "checked by sha256)")
     p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
     p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("compare", help="how far two runs' headline numbers differ",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=COMPARE_DESCRIPTION, epilog=COMPARE_EXAMPLES)
+    p.add_argument("run_a", type=Path, metavar="RUN_A",
+                   help="metrics.json, a reports/ directory, or a checkout")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="the same, of the other run")
+    p.add_argument("--tolerance", type=_tolerance, default=0.0, metavar="X",
+                   help="largest absolute difference that still passes (default 0: equal)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
