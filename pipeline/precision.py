@@ -287,8 +287,9 @@ def resolve_formulation(requested: str, device: torch.device, precision: Precisi
     """``bmm`` or ``linear`` for the stacked MLP, and why (``auto`` measures both here).
 
     The decision is timed at a fixed ``CALIBRATION_MEMBERS``, not at the run's K: runs of
-    one configuration with K seeds and with one seed then use the same kernels, so a member
-    of a batched run stays bit-identical to its seed run alone.
+    one configuration with K seeds and with one seed then use the same formulation, so a
+    member of a batched run agrees with its seed run alone up to float rounding (a batched
+    GEMM may still round differently from a single one: tests/test_training.py).
     """
     if requested != "auto":
         return requested, "requested"
