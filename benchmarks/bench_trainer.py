@@ -1,133 +1,204 @@
-"""Batched K-seed trainer against a plain per-seed loop written like IRM's ``main.py``.
+"""The batched K-seed trainer against the hardware's matmul floor and a plain per-seed loop.
 
-Same data (full-size environments), same config (the ``irm_paper`` preset by default), same
-seeds. Prints ms per step per seed for each variant, the speed-up over the plain loop, and the
-final test accuracies. On a CUDA machine it also sweeps K = 1, 4, 16, 64 in fp32, TF32 and bf16.
+One run prints, for the same data, configuration and seeds:
 
-    python benchmarks/bench_trainer.py                      # full protocol: slow on a CPU
-    python benchmarks/bench_trainer.py --accuracy-seeds 2   # what the README reports
+- the machine (CPU model, torch's CPU capability, native bf16 or not, threads);
+- the **matmul floor** per dtype: every GEMM of one training step (and the amortised
+  evaluations) timed alone at its real shape, summed: the time a step cannot beat on this
+  machine in that dtype;
+- for each variant (the plain loop written like IRM's ``main.py``; the batched trainer in
+  fp32 and bf16 with ``bmm`` and ``linear``; ``dtype=auto`` with ``formulation=auto``, what
+  the pipeline's ``auto`` picks here): ms per step per seed, achieved GFLOP/s (the step's
+  GEMM FLOPs over its time) and the fraction of the floor of the dtype it computed in, each
+  the median and [range] of ``--repeats`` runs, plus the speed-up over the plain loop.
 
-Timing: every variant trains all K seeds for ``--timing-steps`` steps (a step costs the same in
-every phase). Accuracy: the plain loop and the fastest batched setting train the same first
-``--accuracy-seeds`` seeds for ``--steps`` steps, and their final test accuracies are compared.
+FLOPs count the useful GEMM work of the batched trainer's step (closed-form IRM penalty); the
+plain loop does more (double backprop, a test forward every step), so its GFLOP/s understates
+what it executes; its ms/step/seed is the comparable number.
+
+    python benchmarks/bench_trainer.py                     # irm_paper, full Colored F-MNIST
+    python benchmarks/bench_trainer.py --envs data/envs/colored_fashion_mnist   # after dvc repro:
+                                                           # the default profile's 10k images
+    python benchmarks/bench_trainer.py --accuracy-steps 501   # also compare final accuracies
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import (  # noqa: E402
+    Timing,
+    gemm_flops,
+    machine_banner,
+    mlp_layer_shapes,
+    repeat,
+    seconds,
+)
+
 from pipeline.config import make_config  # noqa: E402
 from pipeline.environments import load_envs  # noqa: E402
 from pipeline.reference import train_reference  # noqa: E402
 from pipeline.training import train  # noqa: E402
 
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# (label, dtype, formulation) of the batched variants
+BATCHED = [("batched fp32 bmm", "fp32", "bmm"), ("batched fp32 linear", "fp32", "linear"),
+           ("batched bf16 bmm", "bf16", "bmm"), ("batched bf16 linear", "bf16", "linear"),
+           ("batched auto (auto)", "auto", "auto")]
 
-def time_plain(cfg, seeds, envs, device) -> tuple[float, list[dict]]:
-    """Seconds per step per seed of the plain loop (its loop only), and its final metrics."""
-    seconds, results = 0.0, []
+
+def step_gemms(rows: int, in_features: int, hidden: int, eval_rows: int,
+               evals_per_step: float) -> list[tuple[int, int, int, str, float]]:
+    """Every GEMM of one step per member, with how many times a step runs it (evals amortised)."""
+    train_shapes = [(*s, 1.0) for s in mlp_layer_shapes(rows, in_features, hidden)]
+    eval_shapes = [(eval_rows, in_features, hidden, "eval layer 1", evals_per_step),
+                   (eval_rows, hidden, hidden, "eval layer 2", evals_per_step),
+                   (eval_rows, hidden, 1, "eval layer 3", evals_per_step)]
+    return train_shapes + eval_shapes
+
+
+def step_flops(gemms) -> float:
+    return sum(gemm_flops([g[:4]]) * g[4] for g in gemms)
+
+
+def matmul_floor(gemms, dtype: torch.dtype, repeats: int) -> Timing:
+    """Seconds per step per member if every GEMM ran alone at its measured speed."""
+    gen = torch.Generator().manual_seed(0)
+    operands = [(torch.randn(m, k, generator=gen).to(dtype),
+                 torch.randn(k, n, generator=gen).to(dtype), w) for m, k, n, _, w in gemms]
+
+    def one_step() -> float:
+        total = 0.0
+        for a, b, weight in operands:
+            total += weight * seconds(lambda a=a, b=b: a @ b, inner=3)
+        return total
+
+    for a, b, _ in operands:  # warm-up: kernel selection, page faults
+        a @ b
+    return repeat(one_step, repeats)
+
+
+def time_plain(cfg, seeds, envs) -> float:
+    """Seconds per step per seed of the plain loop (its loop only, set-up excluded)."""
+    total = 0.0
     for seed in seeds:
         record: dict = {}
-        results.append(train_reference(cfg, seed, envs, device, record=record))
-        seconds += record["loop_seconds"][0]  # set-up excluded, as for the batched trainer
-    return seconds / (cfg.steps * len(seeds)), results
+        train_reference(cfg, seed, envs, "cpu", record=record)
+        total += record["loop_seconds"][0]
+    return total / (cfg.steps * len(seeds))
 
 
-def time_batched(cfg, seeds, envs) -> tuple[float, list[dict]]:
+def time_batched(cfg, seeds, envs) -> tuple[float, dict]:
     result = train(cfg, seeds, envset=envs)
-    per_seed = result.runtime["wall_s"] / result.runtime["steps_run"] / len(seeds)
-    return per_seed, [m["metrics"] for m in result.members]
+    rt = result.runtime
+    return rt["wall_s"] / rt["steps_run"] / len(seeds), rt
 
 
-def fmt_acc(metrics: list[dict]) -> str:
-    values = [100 * m["test_acc"] for m in metrics if m]
-    if not values:
-        return "n/a"
-    return f"{statistics.fmean(values):.1f} ± {statistics.pstdev(values):.1f}"
+def fmt(t: Timing, unit: float = 1.0, digits: int = 1) -> str:
+    return (f"{t.median * unit:.{digits}f} [{t.low * unit:.{digits}f}, "
+            f"{t.high * unit:.{digits}f}]")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", default="data/envs/colored_fashion_mnist")
+    parser.add_argument("--envs", default="data/envs/colored_fashion_mnist",
+                        help="an environment set (python -m pipeline make-envs ...)")
     parser.add_argument("--preset", default="irm_paper")
-    parser.add_argument("--seeds", type=int, default=10, help="K, the number of seeds")
-    parser.add_argument("--steps", type=int, default=501, help="steps of the accuracy runs")
-    parser.add_argument("--timing-steps", type=int, default=10, help="steps of the timing runs")
-    parser.add_argument("--accuracy-seeds", type=int, default=None,
-                        help="seeds of the accuracy comparison (default: all K)")
-    parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=2, help="K, seeds per batched run")
+    parser.add_argument("--steps", type=int, default=20, help="steps of each timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--variants", default="all",
+                        help="comma-separated labels' first words to keep, e.g. 'plain,auto'")
+    parser.add_argument("--accuracy-steps", type=int, default=0,
+                        help="if > 0: also train plain loop and auto for this many steps and "
+                             "compare final test accuracies")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     envs = load_envs(args.envs)
     seeds = list(range(args.seeds))
-    accuracy_seeds = seeds[: args.accuracy_seeds or args.seeds]
+    base = make_config(args.preset)
     sizes = {e.name: len(e) for e in envs.envs}
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"data {args.envs} {sizes}; preset {args.preset}; K = {len(seeds)}", flush=True)
+    rows = sum(len(e) for e in envs.train)
+    eval_rows = sum(len(e) for e in envs.test)
+    in_features = math.prod(envs.manifest["input_shape"])
+    print(machine_banner())
+    print(f"data {args.envs} {sizes}; preset {args.preset} (hidden {base.hidden_dim}); "
+          f"K = {len(seeds)}; {args.steps} steps per run; median [range] of {args.repeats} "
+          f"runs", flush=True)
 
-    timing_cfg = dict(steps=args.timing_steps, eval_every=10**9, device=str(device))
-    plain_t, _ = time_plain(make_config(args.preset, **timing_cfg), seeds[:1], envs, device)
-    print(f"plain loop (fp32, double backprop, every env every step): "
-          f"{1000 * plain_t:.1f} ms/step/seed", flush=True)
-    rows = []
-    for dtype in ("fp32", "bf16"):
-        for formulation in ("bmm", "linear"):
-            cfg = make_config(args.preset, dtype=dtype, formulation=formulation, **timing_cfg)
-            t, _ = time_batched(cfg, seeds, envs)
-            rows.append((dtype, formulation, t))
-            print(f"batched {dtype:<4} {formulation:<6}: {1000 * t:8.1f} ms/step/seed  "
-                  f"x{plain_t / t:.2f} vs plain", flush=True)
-    best = min(rows, key=lambda r: r[2])
-    print(f"fastest batched setting: {best[0]} {best[1]} (x{plain_t / best[2]:.2f})")
+    gemms = step_gemms(rows, in_features, base.hidden_dim, eval_rows, 2 / args.steps)
+    flops = step_flops(gemms)
+    floors = {name: matmul_floor(gemms, dt, args.repeats) for name, dt in TORCH_DTYPES.items()}
+    print(f"\nGEMM work per step per seed: {flops / 1e9:.2f} GFLOP "
+          f"({len(gemms)} GEMMs, evaluations at step 0 and the last amortised)")
+    for name, floor in floors.items():
+        print(f"matmul floor {name}: {fmt(floor, 1e3)} ms/step/seed = "
+              f"{fmt(floor.inverse(flops), 1e-9, 0)} GFLOP/s", flush=True)
 
-    if device.type == "cuda":
-        gpu_sweep(args.preset, envs, args.timing_steps)
-    if args.skip_accuracy:
-        return
-    print(f"\naccuracy runs: {args.steps} steps, seeds {accuracy_seeds}", flush=True)
-    full = dict(steps=args.steps, device=str(device))
-    _, plain_metrics = time_plain(make_config(args.preset, **full), accuracy_seeds, envs, device)
-    cfg = make_config(args.preset, dtype=best[0], formulation=best[1], **full)
-    _, batched_metrics = time_batched(cfg, accuracy_seeds, envs)
-    print(f"{'variant':<28} {'test acc % (mean ± std)':>24} {'train acc %':>12}")
-    for name, metrics in (("plain loop fp32", plain_metrics),
-                          (f"batched {best[0]} {best[1]}", batched_metrics)):
-        train_acc = statistics.fmean(100 * m["train_acc"] for m in metrics)
-        print(f"{name:<28} {fmt_acc(metrics):>24} {train_acc:12.1f}")
-    gaps = [100 * abs(a["test_acc"] - b["test_acc"])
-            for a, b in zip(plain_metrics, batched_metrics, strict=True)]
-    mean_gap = abs(statistics.fmean(m["test_acc"] for m in plain_metrics)
-                   - statistics.fmean(m["test_acc"] for m in batched_metrics))
-    print(f"test accuracy gap: {100 * mean_gap:.2f} points in the mean, "
-          f"at most {max(gaps):.2f} points for one seed")
+    keep = None if args.variants == "all" else args.variants.split(",")
+    timing = dict(steps=args.steps, eval_every=10**9, device="cpu")
+    results = {}
+    if keep is None or "plain" in keep:
+        cfg = make_config(args.preset, **timing)
+        results["plain loop fp32"] = (repeat(lambda: time_plain(cfg, seeds, envs),
+                                             args.repeats), "fp32", "main.py-style")
+    for label, dtype, formulation in BATCHED:
+        if keep is not None and not any(label.split()[1].startswith(k) for k in keep):
+            continue
+        cfg = make_config(args.preset, dtype=dtype, formulation=formulation, **timing)
+        time_batched(cfg, seeds, envs)  # warm-up (and auto's calibration, cached)
+        runtimes = []
+
+        def once(cfg=cfg, runtimes=runtimes) -> float:
+            t, rt = time_batched(cfg, seeds, envs)
+            runtimes.append(rt)
+            return t
+
+        t = repeat(once, args.repeats)
+        rt = runtimes[-1]
+        how = f"{rt['formulation']}; {rt['dtype_reason']}; {rt['formulation_reason']}"
+        results[label] = (t, rt["dtype"], how)
+
+    plain = results.get("plain loop fp32")
+    print(f"\n{'variant':<22} {'ms/step/seed':>22} {'GFLOP/s':>20} {'of floor':>18} "
+          f"{'vs plain':>9}")
+    for label, (t, dtype, _) in results.items():
+        floor = floors[dtype if dtype in floors else "fp32"]
+        frac = Timing(floor.median / t.median, floor.median / t.high, floor.median / t.low)
+        speed = f"x{plain[0].median / t.median:.2f}" if plain else "-"
+        print(f"{label:<22} {fmt(t, 1e3):>22} {fmt(t.inverse(flops), 1e-9, 0):>20} "
+              f"{fmt(frac, 100, 0) + ' %':>18} {speed:>9}")
+    print("\nwhat ran:")
+    for label, (_, dtype, how) in results.items():
+        print(f"  {label}: {dtype}, {how}")
+    if args.accuracy_steps:
+        accuracy(args, envs, seeds)
 
 
-def gpu_sweep(preset: str, envs, steps: int) -> None:
-    print("\nGPU sweep: ms/step/seed")
-    print(f"{'K':>4} {'formulation':<12} {'fp32':>8} {'tf32':>8} {'bf16':>8}")
-    for k in (1, 4, 16, 64):
-        for formulation in ("bmm", "linear"):
-            row = []
-            for mode in ("fp32", "tf32", "bf16"):
-                torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
-                cfg = make_config(preset, steps=steps, eval_every=10**9, device="cuda",
-                                  formulation=formulation,
-                                  dtype="bf16" if mode == "bf16" else "fp32")
-                t, _ = time_batched(cfg, list(range(k)), envs)
-                row.append(1000 * t)
-            torch.backends.cuda.matmul.allow_tf32 = False
-            print(f"{k:>4} {formulation:<12} {row[0]:8.2f} {row[1]:8.2f} {row[2]:8.2f}",
-                  flush=True)
+def accuracy(args, envs, seeds) -> None:
+    """Final test accuracy of the plain loop and of ``auto`` over the same seeds."""
+    full = dict(steps=args.accuracy_steps, device="cpu")
+    start = time.perf_counter()
+    plain = [train_reference(make_config(args.preset, **full), s, envs) for s in seeds]
+    batched = train(make_config(args.preset, dtype="auto", **full), seeds, envset=envs)
+    print(f"\naccuracy after {args.accuracy_steps} steps, seeds {seeds} "
+          f"({time.perf_counter() - start:.0f} s):")
+    for name, accs in (("plain loop fp32", [100 * m["test_acc"] for m in plain]),
+                       (f"batched auto ({batched.runtime['dtype']})",
+                        [100 * m["metrics"]["test_acc"] for m in batched.members])):
+        print(f"  {name:<28} test {statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f}")
 
 
 if __name__ == "__main__":
