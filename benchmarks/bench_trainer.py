@@ -118,8 +118,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps of each timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
-    parser.add_argument("--variants", default="all",
-                        help="comma-separated labels' first words to keep, e.g. 'plain,auto'")
+    parser.add_argument("--variants", default="plain,fp32,bf16,auto",
+                        help="which to time: plain (the main.py-style loop), fp32 and bf16 "
+                             "(batched, bmm and linear), auto (dtype and formulation auto)")
     parser.add_argument("--accuracy-steps", type=int, default=0,
                         help="if > 0: also train plain loop and auto for this many steps and "
                              "compare final test accuracies")
@@ -140,22 +141,24 @@ def main() -> None:
 
     gemms = step_gemms(rows, in_features, base.hidden_dim, eval_rows, 2 / args.steps)
     flops = step_flops(gemms)
-    floors = {name: matmul_floor(gemms, dt, args.repeats) for name, dt in TORCH_DTYPES.items()}
+    keep = args.variants.split(",")
+    # the floors of the dtypes asked for (auto's, once it has resolved, below)
+    floor_dtypes = [d for d in TORCH_DTYPES if d in keep or d == "fp32"]
+    floors = {d: matmul_floor(gemms, TORCH_DTYPES[d], args.repeats) for d in floor_dtypes}
     print(f"\nGEMM work per step per seed: {flops / 1e9:.2f} GFLOP "
           f"({len(gemms)} GEMMs, evaluations at step 0 and the last amortised)")
     for name, floor in floors.items():
         print(f"matmul floor {name}: {fmt(floor, 1e3)} ms/step/seed = "
               f"{fmt(floor.inverse(flops), 1e-9, 0)} GFLOP/s", flush=True)
 
-    keep = None if args.variants == "all" else args.variants.split(",")
     timing = dict(steps=args.steps, eval_every=10**9, device="cpu")
     results = {}
-    if keep is None or "plain" in keep:
+    if "plain" in keep:
         cfg = make_config(args.preset, **timing)
         results["plain loop fp32"] = (repeat(lambda: time_plain(cfg, seeds, envs),
                                              args.repeats), "fp32", "main.py-style")
     for label, dtype, formulation in BATCHED:
-        if keep is not None and not any(label.split()[1].startswith(k) for k in keep):
+        if label.split()[1] not in keep:
             continue
         cfg = make_config(args.preset, dtype=dtype, formulation=formulation, **timing)
         time_batched(cfg, seeds, envs)  # warm-up (and auto's calibration, cached)
@@ -175,7 +178,9 @@ def main() -> None:
     print(f"\n{'variant':<22} {'ms/step/seed':>22} {'GFLOP/s':>20} {'of floor':>18} "
           f"{'vs plain':>9}")
     for label, (t, dtype, _) in results.items():
-        floor = floors[dtype if dtype in floors else "fp32"]
+        if dtype not in floors:  # auto resolved to a dtype whose floor was not asked for
+            floors[dtype] = matmul_floor(gemms, TORCH_DTYPES[dtype], args.repeats)
+        floor = floors[dtype]
         frac = Timing(floor.median / t.median, floor.median / t.high, floor.median / t.low)
         speed = f"x{plain[0].median / t.median:.2f}" if plain else "-"
         print(f"{label:<22} {fmt(t, 1e3):>22} {fmt(t.inverse(flops), 1e-9, 0):>20} "

@@ -47,8 +47,9 @@ class MLP(nn.Module):
         return x.reshape(*lead, -1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.lin1(self.flatten(x)))
-        return F.relu(self.lin2(h))
+        # in place, as main.py's nn.ReLU(True): no second (N, H) tensor per layer
+        h = torch.relu_(self.lin1(self.flatten(x)))
+        return torch.relu_(self.lin2(h))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N,) and the penultimate representation (N, H)."""
@@ -197,8 +198,10 @@ class StackedMLP(nn.Module):
             h = h.view(x.shape[0], k, hidden).transpose(0, 1)
         else:
             h = self._layer(x, 0, use_bmm)
-        h = F.relu(h)
-        feats = F.relu(self._layer(h, 1, use_bmm))
+        # in place: each pre-activation is a fresh (K, N, H) tensor that nothing else needs
+        # (ReLU's backward reads its output), so this saves an allocation and a memory pass
+        h = torch.relu_(h)
+        feats = torch.relu_(self._layer(h, 1, use_bmm))
         return self._layer(feats, 2, use_bmm).squeeze(-1), feats
 
     def member_parameters(self) -> list[torch.Tensor]:

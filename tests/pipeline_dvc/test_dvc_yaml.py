@@ -48,8 +48,10 @@ def test_matrix_stages_track_only_their_own_space(name):
         assert "evaluate" not in params and "evaluate.preset_set" not in params
 
 
+# mappings whose keys are values (config overrides; which datasets to build): a profile may
+# list other ones
 VALUE_MAPPINGS = ("search_spaces.", "search.set.", "evaluate.preset_set.",
-                  "evaluate.execution.")  # mappings whose keys are values (config overrides)
+                  "evaluate.execution.", "make_envs.datasets.")
 
 
 def _keys(tree, prefix=""):
