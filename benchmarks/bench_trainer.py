@@ -185,6 +185,10 @@ def main() -> None:
         speed = f"x{plain[0].median / t.median:.2f}" if plain else "-"
         print(f"{label:<22} {fmt(t, 1e3):>22} {fmt(t.inverse(flops), 1e-9, 0):>20} "
               f"{fmt(frac, 100, 0) + ' %':>18} {speed:>9}")
+    if any(floors[d].median > t.median for t, d, _ in results.values() if d in floors):
+        print("(over 100 %: that dtype's plain mm kernel, which the floor times, is slower here "
+              "than the kernels the trainer ends up in, e.g. bf16 emulated without native "
+              "support; the floor is then no bound)")
     print("\nwhat ran:")
     for label, (_, dtype, how) in results.items():
         print(f"  {label}: {dtype}, {how}")
