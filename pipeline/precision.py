@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from pipeline.config import DTYPES
 from pipeline.errors import ConfigError
@@ -153,20 +154,31 @@ def _read_cache() -> dict:
 
 
 def cached(key: str, measure: Callable[[], dict]) -> dict:
-    """The cached entry under ``key``, else ``measure()`` stored there (atomic replace)."""
+    """The cached entry under ``key``, else ``measure()`` stored there.
+
+    Processes that start together (the trials of a search) would each measure and could
+    decide differently on a near-tie, so the first one measures under a file lock and the
+    others wait for it and read its entry: one machine, one decision.
+    """
     entry = _read_cache().get(key)
     if entry is not None:
         return {**entry, "cached": True}
-    entry = measure()
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {**_read_cache(), key: entry}  # re-read: another process may have written
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home still runs; it only calibrates again next time
+        lock = FileLock(path.with_name(path.name + ".lock"), timeout=600)
+        with lock:
+            entry = _read_cache().get(key)  # measured while this process waited
+            if entry is not None:
+                return {**entry, "cached": True}
+            entry = measure()
+            data = {**_read_cache(), key: entry}
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, path)  # readers never see a half-written file
+    except (OSError, Timeout):
+        # a read-only home, or a lock that never frees: decide without the cache this time
+        entry = entry if entry is not None else measure()
     return {**entry, "cached": False}
 
 

@@ -234,23 +234,35 @@ def _selection_lines(inputs: Inputs) -> list[str]:
     return lines
 
 
+def _reason(text) -> str:
+    """A dtype reason without the note that its calibration came from the cache."""
+    if text is None or (isinstance(text, float) and pd.isna(text)):
+        return "not recorded"
+    return str(text).replace(" (cached calibration)", "")
+
+
 def _precision_lines(inputs: Inputs) -> list[str]:
     """Which precision (``auto`` resolved) every result was computed in, why, and where."""
     groups: dict[tuple, list[str]] = {}
     for kind, results in (("evaluation", inputs.evaluations), ("protocol", inputs.protocol)):
         for name, r in sorted(results.items()):
             rt = r.get("runtime", {})
-            key = (computed_dtype(r), rt.get("dtype_reason", "not recorded"),
+            key = (computed_dtype(r), _reason(rt.get("dtype_reason")),
                    rt.get("cuda_device") or rt.get("cpu") or rt.get("device"),
                    rt.get("cpu_capability"))
             groups.setdefault(key, []).append(f"{kind} `{name}`")
     for name, trials in sorted(inputs.searches.items()):
         if "dtype" not in trials:
             continue
-        reasons = trials.get("dtype_reason", pd.Series(["not recorded"] * len(trials)))
-        for (dtype, reason), _ in trials.groupby([trials["dtype"].fillna("?"),
-                                                  reasons.fillna("not recorded")]):
-            groups.setdefault((dtype, reason, None, None), []).append(f"search `{name}`")
+        for _, row in trials.drop_duplicates(["dtype", "dtype_reason", "cpu", "cpu_capability"]
+                                             if "cpu" in trials else ["dtype"]).iterrows():
+            key = tuple(None if pd.isna(v) else v for v in (
+                row.get("dtype"), _reason(row.get("dtype_reason")), row.get("cpu"),
+                row.get("cpu_capability")))
+            key = (key[0] or "?", *key[1:])
+            names = groups.setdefault(key, [])
+            if f"search `{name}`" not in names:
+                names.append(f"search `{name}`")
     lines = []
     for (dtype, reason, machine, capability), names in sorted(groups.items(),
                                                                key=lambda kv: str(kv[0])):

@@ -131,3 +131,24 @@ def test_protocol_deviations_name_the_resolved_dtype():
     assert protocol_deviations(result) == ["dtype=bf16"]
     result["runtime"]["dtype"] = "fp32"
     assert protocol_deviations(result) == []
+
+
+def test_processes_that_calibrate_together_measure_once_and_agree(tmp_path):
+    """Trials of a search start together: one measures under the lock, the others read it."""
+    code = f"""
+import json, os, sys, time
+from pipeline.precision import cached
+def measure():
+    with open({str(tmp_path / 'measured')!r}, 'a') as f:
+        f.write(str(os.getpid()) + chr(10))
+    time.sleep(1.0)  # long enough for the other process to arrive while this one measures
+    return {{"value": os.getpid()}}
+print(json.dumps(cached("k", measure)))
+"""
+    env = {**os.environ, precision.CACHE_ENV: str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert len((tmp_path / "measured").read_text().split()) == 1
+    assert len({o["value"] for o in outs}) == 1  # every process took the one measurement
+    assert sorted(o["cached"] for o in outs) == [False, True, True]

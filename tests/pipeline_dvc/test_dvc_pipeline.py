@@ -66,7 +66,8 @@ def test_report_has_provenance_tables_and_figures(repo):
     assert re.search(r"- \*\*fp32\*\* on .*: requested; .*evaluation `colored_mnist-irm`",
                      precision), precision
     assert re.search(r"- \*\*bf16\*\* on .*protocol `colored_fashion_mnist-fishr`", precision)
-    assert re.search(r"- \*\*fp32\*\*: requested; .*search `colored_mnist-irm`", precision)
+    assert re.search(r"- \*\*fp32\*\* on .*: requested; .*search `colored_mnist-irm`",
+                     precision), precision
     # every figure the report links exists as a non-empty PNG with its PDF beside it
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
     assert len(images) >= 7
