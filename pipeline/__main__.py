@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=parse_seeds, default=[0],
                    help="a count (10 = seeds 0..9), a list (0,3,7) or a range (100:110)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config key, e.g. steps=60, dtype=bf16, schedule=polynomial "
+                   help="override a config key, e.g. steps=60, dtype=auto (bf16 where the "
+                   "device multiplies it natively and faster, else fp32), schedule=polynomial "
                    f"(schedules: {', '.join(SCHEDULES)})")
     p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

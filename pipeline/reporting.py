@@ -31,6 +31,8 @@ def result_table(result: TrainResult | dict) -> str:
     ]
     lines += [f"{n[:-4]:<16} {_pct(metrics[n]):>24}" for n in order]
     lines.append(f"({n_ok} members averaged; std with ddof=0)")
+    if rt.get("dtype_reason") and rt["dtype_reason"] != "requested":
+        lines.append(f"precision {rt['dtype']}: {rt['dtype_reason']}")
     for m in diverged:
         lines.append(f"seed {m['seed']}: DIVERGED at step {m['diverged_step']} (not averaged)")
     return "\n".join(lines)
