@@ -5,7 +5,8 @@ One run prints, for the same data, configuration and seeds:
 - the machine (CPU model, torch's CPU capability, native bf16 or not, threads);
 - the **matmul floor** per dtype: every GEMM of one training step (and the amortised
   evaluations) timed alone at its real shape, summed: the time a step cannot beat on this
-  machine in that dtype;
+  machine in that dtype, as long as plain ``a @ b`` runs it at the kernels' real speed (an
+  emulated bf16 is slower in plain ``a @ b`` than in the trainer's kernels: no bound then);
 - for each variant (the plain loop written like IRM's ``main.py``; the batched trainer in
   fp32 and bf16 with ``bmm`` and ``linear``; ``dtype=auto`` with ``formulation=auto``, what
   the pipeline's ``auto`` picks here): ms per step per seed, achieved GFLOP/s (the step's
