@@ -87,7 +87,8 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # reference section 1.4, reproduce_paper_results.sh
+    # facebookresearch/InvariantRiskMinimization@fc185d0:
+    # code/colored_mnist/reproduce_paper_results.sh
     "irm_paper": {"method": "irm", "hidden_dim": 390, "l2_weight": 0.00110794568,
                   "lr": 0.0004898536566546834, "anneal_iters": 190,
                   "penalty_weight": 91257.18613115903, "steps": 501},

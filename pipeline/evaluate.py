@@ -18,7 +18,8 @@ from pipeline.config import PRESETS, coerce, make_config
 from pipeline.errors import ConfigError, lookup, unknown_name_message
 from pipeline.training import ProgressFn, train
 
-# How each preset's hyperparameters were chosen (reference section 1.4).
+# How each preset's hyperparameters were chosen (facebookresearch/InvariantRiskMinimization@fc185d0:
+# code/colored_mnist/reproduce_paper_results.sh).
 PRESET_PROVENANCE = {
     "irm_paper": ("IRM paper's search, selected by min(train env 0, train env 1, test)", True),
     "erm_paper": ("IRM paper's 'reasonable' ERM hyperparameters, not searched", False),

@@ -24,7 +24,7 @@ from pipeline.evaluate import per_step_train_keys  # noqa: E402
 from pipeline.schedules import curve  # noqa: E402
 from pipeline.selection import SELECTION_RULES  # noqa: E402
 
-CHANCE, OPTIMAL_INVARIANT = 50.0, 75.0  # Colored MNIST (reference section 0), in %
+CHANCE, OPTIMAL_INVARIANT = 50.0, 75.0  # Colored MNIST, in % (label noise 0.25)
 
 
 def save(fig, path: Path | str) -> list[Path]:

@@ -1,6 +1,7 @@
 """The protocol table: every method with IRM's published hyperparameters (Fishr's protocol).
 
-Fishr's Colored MNIST script (reference section 5.1) re-ran ERM, IRM, V-REx and Fishr with the
+Fishr's Colored MNIST script (alexrame/fishr@7b8fdf1, ``coloredmnist/train_coloredmnist.py``)
+re-ran ERM, IRM, V-REx and Fishr with the
 IRM paper's tuned hyperparameters (the ``irm_paper`` preset) and 10 seeds, and reported train,
 test and grayscale-test accuracy. This module runs that protocol for every method in the
 registry: a row is the preset plus the row's changes (its method, the method's own
@@ -29,14 +30,15 @@ from pipeline.training import ProgressFn, computed_dtype, train
 PROTOCOL_KEYS = ("datasets", "rows", "preset", "seeds", "row_set", "execution")
 # What a row may not change: that would no longer be the preset's protocol.
 ROW_FIXED = ("dataset", "envs_dir", "seeds")
-# Fishr README Table 2 (reference section 5.1): mean ± std (ddof 0) over 10 seeds, full MNIST.
+# Fishr README Table 2 (alexrame/fishr@7b8fdf1, README.md): mean ± std (ddof 0) over 10 seeds,
+# full MNIST.
 PUBLISHED_PROTOCOL_ROWS = {
     "erm": {"train": (86.4, 0.2), "test": (14.0, 0.7), "gray": (71.0, 0.7)},
     "irm": {"train": (71.0, 0.5), "test": (65.6, 1.8), "gray": (66.1, 0.2)},
     "vrex": {"train": (71.7, 1.5), "test": (67.2, 1.5), "gray": (68.6, 2.2)},
     "fishr": {"train": (71.0, 0.9), "test": (69.5, 1.0), "gray": (70.2, 1.1)},
 }
-PUBLISHED_PROTOCOL_SOURCE = ("Fishr README Table 2 (alexrame/fishr, reference section 5.1): "
+PUBLISHED_PROTOCOL_SOURCE = ("Fishr README Table 2 (alexrame/fishr@7b8fdf1): "
                              "IRM's hyperparameters for every method, 10 seeds, full MNIST")
 PUBLISHED_PROTOCOL_DATASET = "colored_mnist"
 PUBLISHED_SEEDS = 10

@@ -59,17 +59,18 @@ def markdown_summary(results: list[dict]) -> str:
 
 # -- the method x dataset table of final evaluations --------------------------------------------
 
-# Published anchors (reference section 0 / 1.5), keyed by (dataset, configuration). They apply
-# only to the IRM Colored MNIST protocol on the full MNIST data.
+# Published anchors (facebookresearch/InvariantRiskMinimization@fc185d0:
+# code/colored_mnist/reproduce_paper_results_output.txt), keyed by (dataset, configuration).
+# They apply only to the IRM Colored MNIST protocol on the full MNIST data.
 PUBLISHED: dict[tuple[str, str], dict] = {
     ("colored_mnist", "erm_paper"): {"train": (87.4, 0.2), "test": (17.1, 0.6)},
     ("colored_mnist", "irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
     ("colored_mnist", "gray_paper"): {"train": (73.5, 0.2), "test": (73.0, 0.4)},
     ("colored_mnist", "irm selected by irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
 }
-PUBLISHED_SOURCE = ("IRM paper, Colored MNIST (reference section 1.5): mean ± std over 10 "
-                    "restarts")
-# What the published numbers were made with (reference section 1.4): a deviation from it is
+PUBLISHED_SOURCE = ("IRM paper, Colored MNIST (InvariantRiskMinimization@fc185d0 "
+                    "reproduce_paper_results_output.txt): mean ± std over 10 restarts")
+# What the published numbers were made with (reproduce_paper_results.sh): a deviation from it is
 # named next to the difference, since a scaled-down run is not the published experiment.
 PUBLISHED_PROTOCOL = {"seeds": 10, "search_trials": 50, "dtype": "fp32"}
 

@@ -1,4 +1,6 @@
-"""The IRM paper's synthetic SEM study (reference section 2): ERM, ICP and IRM coefficient errors.
+"""The IRM paper's synthetic SEM study: ERM, ICP and IRM coefficient errors.
+
+Upstream: facebookresearch/InvariantRiskMinimization@fc185d0, ``code/experiment_synthetic/``.
 
 Every (setup, rep) of a ``sem`` dataset is one row of a batch, so each method runs once for the
 whole dataset. Errors are computed in the unscrambled basis against the saved true coefficients,
@@ -378,7 +380,7 @@ def run_sem_study(envset: EnvSet, methods: list[str] | tuple[str, ...] = ("erm",
                   icp_alpha: float = ICP_ALPHA,
                   progress: Callable[[str], None] | None = None) -> list[dict]:
     """One row per (setup, method, rep): causal and non-causal coefficient error of the method's
-    solution mapped back to the unscrambled basis (``S @ w_hat``, reference section 2.1)."""
+    solution mapped back to the unscrambled basis (``S @ w_hat``, as upstream ``sem.py``)."""
     settings = sem_settings({"methods": methods, "irm_iterations": irm_iterations,
                              "irm_lr": irm_lr, "irm_regs": irm_regs, "icp_alpha": icp_alpha})
     methods = settings["methods"]

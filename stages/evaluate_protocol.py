@@ -2,7 +2,8 @@
 
 The row is the protocol's preset (``params.yaml: protocol.preset``, IRM's published
 hyperparameters) with the row's changes (``protocol.row_set``: its method and the method's own
-hyperparameters), trained with ``protocol.seeds`` (Fishr's protocol, reference section 5.1).
+hyperparameters), trained with ``protocol.seeds`` (Fishr's protocol, alexrame/fishr@7b8fdf1:
+``coloredmnist/train_coloredmnist.py``).
 Writes the full result (JSON, with provenance) and prints its accuracy table.
 """
 

@@ -1,4 +1,6 @@
-"""DVC stage: the IRM paper's SEM study (reference section 2) on the saved SEM environments.
+"""DVC stage: the IRM paper's SEM study (InvariantRiskMinimization, experiment_synthetic).
+
+It runs on the saved SEM environments.
 
 ERM (least squares on all environments), ICP (exhaustive subsets, the reference's tests at
 ``icp_alpha``) and IRM (linear Phi, its regulariser chosen on the last environment), per setup

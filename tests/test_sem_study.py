@@ -261,7 +261,7 @@ def test_figure(rows, tmp_path):
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
 
 
-# -- ICP (reference section 2.3) -----------------------------------------------------------------
+# -- ICP (InvariantRiskMinimization experiment_synthetic/models.py) ------------------------------
 
 def _reference_mean_var_test(x: np.ndarray, y: np.ndarray) -> float:
     """models.py's InvariantCausalPrediction.mean_var_test, verbatim."""

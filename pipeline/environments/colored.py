@@ -1,12 +1,12 @@
 """Colored MNIST (the IRM paper's protocol) and Colored Fashion-MNIST (IRM-games' labels).
 
 The construction follows facebookresearch/InvariantRiskMinimization ``code/colored_mnist/main.py``
-line by line (reference section 1.1), with one recorded difference: the shuffle and every
-Bernoulli draw are seeded by the data seed (the original is unseeded).
+(at fc185d0) line by line, with one recorded difference: the shuffle and every Bernoulli draw are
+seeded by the data seed (the original is unseeded).
 
-``colored_mnist_domainbed`` is DomainBed's ColoredMNIST (``domainbed/datasets.py``, reference
-section 4.1): MNIST train + test, shuffled, dealt ``[i::3]`` to three environments with colour
-flips 0.1 / 0.2 / 0.9, IRM's colouring at 28x28.
+``colored_mnist_domainbed`` is DomainBed's ColoredMNIST (facebookresearch/DomainBed@b93c22a
+``domainbed/datasets.py``): MNIST train + test, shuffled, dealt ``[i::3]`` to three
+environments with colour flips 0.1 / 0.2 / 0.9, IRM's colouring at 28x28.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The IRM paper's synthetic linear SEM (``code/experiment_synthetic/sem.py``, reference section 2).
+"""The IRM paper's synthetic linear SEM (InvariantRiskMinimization ``experiment_synthetic/sem.py``).
+
+Upstream: facebookresearch/InvariantRiskMinimization@fc185d0, ``code/experiment_synthetic/sem.py``.
 
 Setup codes: F/P = fully/partially observed (hidden confounder), O/E = homo/heteroskedastic noise
 on Y, U/S = unscrambled/scrambled inputs. One dataset holds several setups, each with ``reps``
