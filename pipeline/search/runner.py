@@ -251,7 +251,7 @@ def _reachable(address: str, source: str = "--address") -> None:
     except OSError as exc:
         raise ConfigError(
             f"{source} {address}: no Ray cluster answers there ({exc.strerror or exc}). Start "
-            "one with `ray start --head --port PORT` (see the README's cluster recipe), or "
+            "one with `ray start --head --port PORT` (the recipe: docs/search.md), or "
             "omit --address (and RAY_ADDRESS) for a local Ray on this machine") from None
 
 
