@@ -169,10 +169,6 @@ class StackedMLP(nn.Module):
     def n_members(self) -> int:
         return self.weights[0].shape[0]
 
-    @property
-    def resolved_formulation(self) -> str:
-        return "bmm" if self._use_bmm(self.weights[0]) else "linear"
-
     def _use_bmm(self, x: torch.Tensor) -> bool:
         # The trainer resolves auto by timing both on the machine (pipeline.precision); a
         # model built directly with auto uses bmm, the natural batched kernel.
