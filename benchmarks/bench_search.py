@@ -46,7 +46,7 @@ from pipeline.config import TrainConfig, make_config  # noqa: E402
 from pipeline.environments import EnvSet, load_envs, make_envs  # noqa: E402
 from pipeline.environments.store import save_envset  # noqa: E402
 from pipeline.search.runner import SearchSpec, run_search  # noqa: E402
-from pipeline.search.trial import TrialSetup  # noqa: E402
+from pipeline.search.trial import TrialSetup, recorded_config  # noqa: E402
 from pipeline.training import TrainResult, train  # noqa: E402
 
 SPACE = {"irm": {"lr": {"log_uniform": [3e-4, 3e-3]},
@@ -81,19 +81,9 @@ def done_records(out: Path) -> list[dict]:
 
 
 def trial_config(record: dict, threads: int) -> tuple[TrainConfig, TrialSetup]:
-    """A done record's configuration as ``trial.rerun`` rebuilds it, on ``threads`` threads.
-
-    ``rerun`` keeps the trial's own thread count (one per trial here), so its logic is repeated
-    with only the threads changed: the same setup, sampled values, seeds, dtype and formulation.
-    """
-    setup = TrialSetup(**{**record["setup"], "seeds": tuple(record["setup"]["seeds"]),
-                          "record_at": tuple(record["setup"]["record_at"])})
-    cfg = setup.config(dict(record["sampled"]))
-    runtime = record["result"]["runtime"]
-    if cfg.dtype == "auto" and runtime.get("dtype"):
-        cfg = replace(cfg, dtype=runtime["dtype"])
-    if cfg.formulation == "auto" and runtime.get("formulation") in ("bmm", "linear"):
-        cfg = replace(cfg, formulation=runtime["formulation"])
+    """A done record's configuration as ``rerun`` rebuilds it, on ``threads`` threads (``rerun``
+    keeps the trial's own one thread)."""
+    cfg, setup = recorded_config(record)
     return replace(cfg, threads=threads), setup
 
 

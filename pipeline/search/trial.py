@@ -264,24 +264,31 @@ def add_leave_one_out(result: dict, cfg: TrainConfig, setup: TrialSetup, envset:
     result["leave_one_out_envs"] = names
 
 
-def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
-    """Retrain a done record's configuration with its seeds, outside Ray Tune.
+def recorded_config(record: dict, envs_dir: str | None = None) -> tuple[TrainConfig, TrialSetup]:
+    """A done record's configuration and setup, as the trial ran it.
 
     The device and thread count are the stored ones (they are part of the config), and so
     are the dtype and formulation the trial resolved (``auto`` is not decided again, so a
     machine whose calibration would now decide otherwise still repeats the trial);
-    ``envs_dir`` points at the same environments elsewhere (checked by their sha256).
-    The leave-one-environment-out runs, if any, are not repeated.
+    ``envs_dir`` points at the same environments elsewhere.
     """
     setup = TrialSetup(**{**record["setup"], "seeds": tuple(record["setup"]["seeds"]),
                           "record_at": tuple(record["setup"]["record_at"])})
-    sampled = dict(record["sampled"])
     if envs_dir is not None:
         setup = TrialSetup(**{**asdict(setup), "base": {**setup.base, "envs_dir": envs_dir}})
-    cfg = setup.config(sampled)
+    cfg = setup.config(dict(record["sampled"]))
     runtime = record.get("result", {}).get("runtime", {})
     if cfg.dtype == "auto" and runtime.get("dtype"):
         cfg = replace(cfg, dtype=runtime["dtype"])
     if cfg.formulation == "auto" and runtime.get("formulation") in ("bmm", "linear"):
         cfg = replace(cfg, formulation=runtime["formulation"])
+    return cfg, setup
+
+
+def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
+    """Retrain a done record's configuration (:func:`recorded_config`) with its seeds, outside
+    Ray Tune, on environments checked by their sha256. The leave-one-environment-out runs, if
+    any, are not repeated.
+    """
+    cfg, setup = recorded_config(record, envs_dir)
     return train(cfg, setup.seeds, envset=_checked_envs(cfg, setup), record_at=setup.record_at)

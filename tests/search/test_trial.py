@@ -12,6 +12,8 @@ from pipeline.environments.store import save_envset
 from pipeline.search.trial import (
     TrialSetup,
     read_record,
+    recorded_config,
+    rerun,
     rows_of,
     train_trial,
     without_env,
@@ -79,3 +81,20 @@ def test_trial_key_depends_on_what_sets_the_numbers_only(three_env_dir, tmp_path
     assert _setup(three_env_dir, record_at=(12,)).key({"penalty_weight": 50.0}) != key
     moved = {**setup.base, "envs_dir": str(tmp_path)}  # same data elsewhere: same work
     assert _setup(three_env_dir, base=moved).key({"penalty_weight": 50.0}) == key
+
+
+def test_a_rerun_repeats_what_auto_resolved_not_a_new_decision(three_env_dir):
+    setup = _setup(three_env_dir, base={**_setup(three_env_dir).base, "dtype": "auto",
+                                        "formulation": "auto"})
+    record = json.loads(json.dumps(train_trial(setup, {"penalty_weight": 50.0})))
+    ran, formulation = (record["result"]["runtime"][k] for k in ("dtype", "formulation"))
+    cfg, _ = recorded_config(record)
+    assert (cfg.dtype, cfg.formulation) == (ran, formulation)
+    # a record that says the trial ran in the other dtype is repeated in that dtype
+    other = "fp32" if ran == "bf16" else "bf16"
+    record["result"]["runtime"]["dtype"] = other
+    assert recorded_config(record)[0].dtype == other
+    record["result"]["runtime"]["dtype"] = ran
+    again = rerun(record)
+    assert again.runtime["dtype"] == ran
+    assert again.members == record["result"]["members"]
