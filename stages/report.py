@@ -11,8 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.protocol import protocol_settings
-from pipeline.report import load_inputs, study_settings, write_report
+from pipeline.params.protocol import protocol_settings
+from pipeline.params.study import study_settings
+from pipeline.report.build import write_report
+from pipeline.report.inputs import load_inputs
 
 
 def main() -> None:

@@ -124,7 +124,7 @@ def test_a_run_records_what_auto_resolved_to_and_repeats_it_bit_for_bit(tiny_env
 
 
 def test_protocol_deviations_name_the_resolved_dtype():
-    from pipeline.reporting import protocol_deviations
+    from pipeline.report.tables import protocol_deviations
 
     result = {"config": {"dtype": "auto"}, "runtime": {"dtype": "bf16"}, "seeds": list(range(10)),
               "provenance": {"kind": "preset"}}

@@ -20,7 +20,7 @@ from pipeline.environments.sem import SEM_DEFAULTS, SEM_SETUPS, build_sem
 from pipeline.environments.sem_appendix import SEM_APPENDIX_DEFAULTS, build_sem_appendix
 from pipeline.environments.store import Environment, EnvSet, load_envset, save_envset
 from pipeline.errors import ConfigError, lookup, unknown_name_message
-from pipeline.provenance import library_versions
+from pipeline.versions import library_versions
 
 DEFAULT_ENVS_DIR = Path("data/envs")
 BUILDER_VERSION = 1
@@ -54,7 +54,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "sem_appendix": DatasetSpec(
         build_sem_appendix, SEM_APPENDIX_DEFAULTS,
         "IRM paper appendix's two-environment linear example (env 0.1 / 1.0, n 10000, d 2); "
-        "regression, solved by pipeline.sem_appendix"),
+        "regression, solved by pipeline.sem.appendix"),
 }
 
 

@@ -5,7 +5,7 @@
 n = 10000, d = 2. The draws come from one ``torch.Generator`` seeded with the data seed, in the
 appendix's order (environment by environment: x, then y's noise, then z's), in float32 like the
 appendix, so ``torch.manual_seed(seed)`` before the appendix code gives the same numbers.
-Solve it with :func:`pipeline.sem_appendix.solve_appendix`.
+Solve it with :func:`pipeline.sem.appendix.solve_appendix`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,16 @@
-"""The IRM paper's synthetic SEM study: ERM, ICP and IRM coefficient errors.
+"""The IRM paper's synthetic SEM study's estimators: ERM, ICP and IRM, and the error metric.
 
 Upstream: facebookresearch/InvariantRiskMinimization@fc185d0, ``code/experiment_synthetic/``.
 
 Every (setup, rep) of a ``sem`` dataset is one row of a batch, so each method runs once for the
 whole dataset. Errors are computed in the unscrambled basis against the saved true coefficients,
-as in ``code/experiment_synthetic/main.py``; the results are one row per (setup, method, rep).
-Everything runs in float64 on CPU (the original: float32), and the same inputs give the same bits.
-ICP runs in numpy/scipy (float64), one (setup, rep) at a time, vectorised over feature subsets.
+as in ``code/experiment_synthetic/main.py``. Everything runs in float64 on CPU (the original:
+float32), and the same inputs give the same bits. ICP runs in numpy/scipy (float64), one
+(setup, rep) at a time, vectorised over feature subsets.
 """
 
 from __future__ import annotations
 
-import copy
-from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,9 +22,7 @@ from scipy.stats import f as fdist
 from scipy.stats import ttest_ind_from_stats
 
 from pipeline.environments import EnvSet
-from pipeline.environments.sem import SEM_SETUPS
-from pipeline.errors import ConfigError, as_number, check_range, lookup, unknown_name_message
-from pipeline.latex import escape as tex_escape
+from pipeline.errors import ConfigError
 
 IRM_REGS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # models.py: the grid searched for every rep
 IRM_ITERATIONS, IRM_LR = 100_000, 1e-3  # main.py defaults
@@ -332,229 +328,3 @@ SEM_METHODS: dict[str, Callable[[SemData, SemOptions], SemFit]] = {
     "icp": fit_icp,
     "irm": fit_irm,
 }
-
-
-# -- the study -----------------------------------------------------------------------------------
-
-SEM_STUDY_DEFAULTS = {"methods": ["erm", "icp", "irm"], "irm_iterations": IRM_ITERATIONS,
-                      "irm_lr": IRM_LR, "irm_regs": list(IRM_REGS), "icp_alpha": ICP_ALPHA}
-
-
-def sem_settings(section: dict | None) -> dict:
-    """``params.yaml: sem_study`` over :data:`SEM_STUDY_DEFAULTS`, checked and normalised, as
-    keyword arguments of :func:`run_sem_study` (plain JSON types, so results can record them)."""
-    settings = copy.deepcopy(SEM_STUDY_DEFAULTS)
-    for key, value in (section or {}).items():
-        if key not in settings:
-            raise ConfigError(unknown_name_message("sem_study setting", key, settings))
-        settings[key] = value
-    for key in ("methods", "irm_regs"):
-        if isinstance(settings[key], str) or not isinstance(settings[key], list | tuple):
-            raise ConfigError(f"{key} = {settings[key]!r} must be a list")
-    methods = list(settings["methods"])
-    if not methods:
-        raise ConfigError(f"methods is empty; valid choices: {', '.join(sorted(SEM_METHODS))}")
-    for name in methods:
-        lookup(SEM_METHODS, name, "SEM method")
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise ConfigError(f"methods lists {', '.join(repeated)} more than once")
-    iterations = as_number("irm_iterations", settings["irm_iterations"], int)
-    check_range("irm_iterations", iterations, 0)
-    lr = as_number("irm_lr", settings["irm_lr"])
-    check_range("irm_lr", lr, 0.0, low_open=True)
-    if not settings["irm_regs"]:
-        raise ConfigError(f"irm_regs is empty; the original searches {list(IRM_REGS)}")
-    regs = [as_number(f"irm_regs[{i}]", r) for i, r in enumerate(settings["irm_regs"])]
-    for i, reg in enumerate(regs):
-        check_range(f"irm_regs[{i}]", reg, 0.0, 1.0)
-    alpha = as_number("icp_alpha", settings["icp_alpha"])
-    check_range("icp_alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    return {"methods": methods, "irm_iterations": iterations, "irm_lr": lr, "irm_regs": regs,
-            "icp_alpha": alpha}
-
-
-def run_sem_study(envset: EnvSet, methods: list[str] | tuple[str, ...] = ("erm", "icp", "irm"),
-                  irm_iterations: int = IRM_ITERATIONS, irm_lr: float = IRM_LR,
-                  irm_regs: tuple[float, ...] | list[float] = IRM_REGS,
-                  icp_alpha: float = ICP_ALPHA,
-                  progress: Callable[[str], None] | None = None) -> list[dict]:
-    """One row per (setup, method, rep): causal and non-causal coefficient error of the method's
-    solution mapped back to the unscrambled basis (``S @ w_hat``, as upstream ``sem.py``)."""
-    settings = sem_settings({"methods": methods, "irm_iterations": irm_iterations,
-                             "irm_lr": irm_lr, "irm_regs": irm_regs, "icp_alpha": icp_alpha})
-    methods = settings["methods"]
-    options = SemOptions(settings["irm_iterations"], settings["irm_lr"],
-                         tuple(settings["irm_regs"]), settings["icp_alpha"], progress)
-    data = stack_dataset(envset)
-    rows = []
-    for method in methods:
-        if progress:
-            progress(f"{method}: {len(data.keys())} (setup, rep) pairs")
-        fit = SEM_METHODS[method](data, options)
-        w_hat = (data.scramble @ fit.solution.unsqueeze(-1)).squeeze(-1)
-        causal, noncausal = errors(data.truth, w_hat)
-        for i, (setup, rep) in enumerate(data.keys()):
-            rows.append({"setup": setup, "method": method, "rep": rep,
-                         "causal_error": causal[i].item(), "noncausal_error": noncausal[i].item(),
-                         **{k: v[i].item() for k, v in fit.extra.items()}, **fit.settings})
-    order = {s: i for i, s in enumerate(data.setups)}
-    return sorted(rows, key=lambda r: (order[r["setup"]], methods.index(r["method"]), r["rep"]))
-
-
-# -- published numbers, summary, tables ----------------------------------------------------------
-
-@dataclass(frozen=True)
-class PublishedSem:
-    """Published (mean, population std) of the causal and non-causal errors per setup, method."""
-
-    source: str
-    reps: int
-    values: dict[str, dict[str, dict[str, tuple[float, float]]]]
-
-
-def _published(tables: dict[str, str]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """Parse per-method lines 'SETUP causal causal_std noncausal noncausal_std' (section 2.5)."""
-    values: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
-    for method, table in tables.items():
-        for line in table.strip().splitlines():
-            setup, c, c_std, nc, nc_std = line.split()
-            values.setdefault(setup, {})[method] = {"causal": (float(c), float(c_std)),
-                                                    "noncausal": (float(nc), float(nc_std))}
-    return values
-
-
-PUBLISHED_SEM = PublishedSem(
-    source="facebookresearch/InvariantRiskMinimization code/experiment_synthetic/"
-           "synthetic_results.txt, 200 reps per setup and method (its setup strings lack the "
-           "ones= field that HEAD main.py writes: it came from the earlier code path, fc185d0)",
-    reps=200,
-    values=_published({
-        "erm": """
-            FOU 0.00909 0.00139 0.00898 0.00102
-            FOS 0.00916 0.00137 0.00900 0.00111
-            FEU 0.82076 0.01378 0.82071 0.01109
-            FES 0.82283 0.01326 0.82215 0.01057
-            POU 0.01895 0.00874 0.01790 0.00699
-            POS 0.02034 0.01054 0.01815 0.00872
-            PEU 0.77380 0.04750 0.77416 0.03808
-            PES 0.77943 0.05750 0.77350 0.04473""",
-        "icp": """
-            FOU 0.02010 0.13999 0.00001 0.00020
-            FOS 0.84627 0.35895 0.00112 0.00276
-            FEU 1.00000 0       0.80350 0.32425
-            FES 0.98583 0.04331 0.10311 0.27952
-            POU 0.97001 0.17051 0       0
-            POS 1.00000 0       0       0
-            PEU 1.00000 0       0       0
-            PES 1.00000 0       0       0""",
-        "irm": """
-            FOU 0.00287 0.00256 0.00241 0.00251
-            FOS 0.00415 0.00384 0.00350 0.00344
-            FEU 0.25646 0.01769 0.33333 0.01568
-            FES 0.25724 0.01646 0.33276 0.01527
-            POU 0.01517 0.01190 0.01417 0.01053
-            POS 0.01897 0.02002 0.01592 0.01670
-            PEU 0.21491 0.02415 0.33992 0.01946
-            PES 0.22028 0.02541 0.34007 0.01951""",
-    }),
-)
-
-
-def _setup_order(setup: str) -> tuple[int, str]:
-    return (SEM_SETUPS.index(setup) if setup in SEM_SETUPS else len(SEM_SETUPS), setup)
-
-
-def _reg_counts(rows: list[dict]) -> str | None:
-    if "reg" not in rows[0]:
-        return None
-    counts = Counter(r["reg"] for r in rows)
-    return ", ".join(f"{reg:g}×{counts[reg]}" for reg in sorted(counts))
-
-
-def sem_summary(rows: list[dict]) -> list[dict]:
-    """Per (setup, method): mean and population std (ddof 0) over reps of both errors, the
-    number of reps, IRM's chosen regularisers, and the published numbers beside them."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["setup"], row["method"]), []).append(row)
-    summary = []
-    for (setup, method), group in sorted(groups.items(),
-                                         key=lambda kv: (_setup_order(kv[0][0]), kv[0][1])):
-        published = PUBLISHED_SEM.values.get(setup, {}).get(method, {})
-        entry = {"setup": setup, "method": method, "n": len(group), "regs": _reg_counts(group)}
-        for kind in ("causal", "noncausal"):
-            values = np.array([r[f"{kind}_error"] for r in group], dtype=np.float64)
-            entry[f"{kind}_mean"], entry[f"{kind}_std"] = float(values.mean()), float(values.std())
-            pub = published.get(kind)
-            entry[f"published_{kind}_mean"] = pub[0] if pub else None
-            entry[f"published_{kind}_std"] = pub[1] if pub else None
-        summary.append(entry)
-    return summary
-
-
-def _pm(mean: float | None, std: float | None, tex: bool = False) -> str:
-    if mean is None:
-        return "--" if tex else "—"
-    sign = r"$\pm$" if tex else "±"
-    return f"{mean:.5f} {sign} {std:.5f}"
-
-
-def _caption(rows: list[dict], summary: list[dict]) -> str:
-    counts = sorted({s["n"] for s in summary})
-    reps = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    parts = ["Coefficient errors on the IRM paper's linear SEM: causal error = mean squared error "
-             "of the coefficients on the causal inputs x, non-causal error = the same on the "
-             "non-causal inputs z (true value 0), both in the unscrambled basis; mean ± "
-             f"population std (ddof 0) over {reps} reps per setup.",
-             "ERM: least squares without intercept on all environments pooled."]
-    icp = next((r for r in rows if r["method"] == "icp"), None)
-    if icp:
-        parts.append("ICP, on all environments: accepts every non-empty subset of the inputs "
-                     "whose least-squares residuals pass a Welch t-test (means) and an F-test "
-                     "(variances) of each environment against the rest, Bonferroni over "
-                     f"environments at alpha={icp['alpha']:g}; least squares on the "
-                     "intersection of the accepted subsets (all zeros if none).")
-    irm = next((r for r in rows if r["method"] == "irm"), None)
-    if irm:
-        parts.append(f"IRM: trained on all environments but the last for {irm['n_iterations']} "
-                     f"Adam iterations (lr {irm['lr']:g}), its regulariser chosen by MSE on the "
-                     f"last environment (sigma={irm['selection_env_sigma']:g}).")
-    parts.append(f"Published: {PUBLISHED_SEM.source}.")
-    return " ".join(parts)
-
-
-def sem_table_markdown(rows: list[dict]) -> str:
-    """Per (setup, method): ours and published errors (5 decimals), then the caption."""
-    summary = sem_summary(rows)
-    lines = ["| setup | method | reps | causal error | non-causal error | published causal "
-             "| published non-causal | IRM reg chosen (×reps) |", "|---" * 8 + "|"]
-    for s in summary:
-        lines.append(f"| {s['setup']} | {s['method']} | {s['n']} | "
-                     f"{_pm(s['causal_mean'], s['causal_std'])} | "
-                     f"{_pm(s['noncausal_mean'], s['noncausal_std'])} | "
-                     f"{_pm(s['published_causal_mean'], s['published_causal_std'])} | "
-                     f"{_pm(s['published_noncausal_mean'], s['published_noncausal_std'])} | "
-                     f"{s['regs'] or '—'} |")
-    return "\n".join(lines) + "\n\n" + _caption(rows, summary) + "\n"
-
-
-def sem_table_latex(rows: list[dict], label: str = "tab:sem") -> str:
-    """A booktabs table for papers (needs ``\\usepackage{booktabs}``)."""
-    summary = sem_summary(rows)
-    body = []
-    for s in summary:
-        regs = tex_escape(s["regs"]).replace("×", r"$\times$") if s["regs"] else "--"
-        body.append(f"{tex_escape(s['setup'])} & {tex_escape(s['method'].upper())} & {s['n']} & "
-                    f"{_pm(s['causal_mean'], s['causal_std'], True)} & "
-                    f"{_pm(s['noncausal_mean'], s['noncausal_std'], True)} & "
-                    f"{_pm(s['published_causal_mean'], s['published_causal_std'], True)} & "
-                    f"{_pm(s['published_noncausal_mean'], s['published_noncausal_std'], True)} & "
-                    f"{regs} \\\\")
-    caption = (tex_escape(_caption(rows, summary)).replace("±", r"$\pm$")
-               .replace("sigma=", r"$\sigma$=").replace("alpha=", r"$\alpha$="))
-    return "\n".join([
-        r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrlllll}", r"\toprule",
-        r"Setup & Method & Reps & Causal error & Non-causal error & Published causal "
-        r"& Published non-causal & IRM reg chosen \\", r"\midrule", *body, r"\bottomrule",
-        r"\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{{label}}}", r"\end{table}", ""])

@@ -1,22 +1,18 @@
-"""The IRM paper's SEM study: error metric, ERM, ICP and IRM against the published numbers and
-against a plain one-Phi-at-a-time IRM written like ``models.py``, tables and figure."""
+"""The SEM study's estimators: the error metric, ERM, IRM against the published numbers and
+against a plain one-Phi-at-a-time IRM written like ``models.py``, and ICP against a literal port
+of the reference."""
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline import figures
-from pipeline.environments import Environment, EnvSet, load_envs, make_envs
 from pipeline.environments.sem import sample_rep
-from pipeline.errors import ConfigError
-from pipeline.sem_study import (
-    IRM_REGS,
-    PUBLISHED_SEM,
+from pipeline.report.published import PUBLISHED_SEM
+from pipeline.sem.estimators import (
     SEM_METHODS,
     SemOptions,
     env_moments,
@@ -25,36 +21,11 @@ from pipeline.sem_study import (
     icp_fit,
     icp_subset_tests,
     icp_subsets,
-    run_sem_study,
-    sem_settings,
-    sem_summary,
-    sem_table_latex,
-    sem_table_markdown,
     stack_dataset,
     train_irm_phis,
 )
-
-REPS = 8
-SETUPS = ["FOU", "FOS", "FEU"]
-IRM_FAST = {"irm_iterations": 1000}  # far from the 100000 of main.py, enough to leave ERM behind
-
-
-@pytest.fixture(scope="module")
-def sem(tmp_path_factory) -> EnvSet:
-    """Three setups, REPS reps, main.py's defaults otherwise (dim 10, n 1000, sigmas .2, 2, 5)."""
-    out = tmp_path_factory.mktemp("sem")
-    return load_envs(make_envs("sem", seed=0, out_dir=out,
-                               params={"setups": SETUPS, "reps": REPS}))
-
-
-@pytest.fixture(scope="module")
-def rows(sem) -> list[dict]:
-    return run_sem_study(sem, ["erm", "irm"], **IRM_FAST)
-
-
-def errors_of(rows: list[dict], setup: str, method: str, kind: str) -> np.ndarray:
-    return np.array([r[f"{kind}_error"] for r in rows
-                     if r["setup"] == setup and r["method"] == method])
+from pipeline.sem.study import run_sem_study
+from tests.sem._common import REPS, errors_of
 
 
 def test_errors_by_hand():
@@ -65,16 +36,6 @@ def test_errors_by_hand():
     assert noncausal.tolist() == pytest.approx([(0.09 + 0.01) / 2, 0.01 / 3])
     # main.py returns 0 for an empty index set
     assert [e.item() for e in errors(torch.zeros(3), torch.ones(3))] == [0.0, 1.0]
-
-
-def test_rows_layout(rows):
-    assert len(rows) == len(SETUPS) * 2 * REPS
-    assert [(r["setup"], r["method"], r["rep"]) for r in rows] == [
-        (s, m, i) for s in SETUPS for m in ("erm", "irm") for i in range(REPS)]
-    irm = [r for r in rows if r["method"] == "irm"]
-    assert all(r["reg"] in IRM_REGS and r["n_iterations"] == 1000 for r in irm)
-    assert all(r["selection_env_sigma"] == 5.0 for r in irm)
-    assert all("reg" not in r for r in rows if r["method"] == "erm")
 
 
 def _within_published(values: np.ndarray, setup: str, method: str, kind: str) -> None:
@@ -166,99 +127,8 @@ def test_irm_picks_the_reg_with_the_lowest_error_on_the_last_environment(sem):
     assert rows[row]["noncausal_error"] == pytest.approx(noncausal.item(), abs=1e-9)
 
 
-def test_deterministic(sem):
-    first = run_sem_study(sem, ["irm", "erm"], irm_iterations=100)
-    second = run_sem_study(sem, ["irm", "erm"], irm_iterations=100)
-    assert first == second
-
-
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"methods": ["erm", "irn"]}, r"unknown SEM method 'irn' \(did you mean 'irm'\?\); "
-                                  r"valid choices: erm, icp, irm"),
-    ({"methods": []}, "methods is empty"),
-    ({"methods": ["erm", "erm"]}, "erm more than once"),
-    ({"irm_regs": [0.0, 2.0]}, r"irm_regs\[1\]"),
-    ({"irm_regs": []}, "irm_regs is empty"),
-    ({"irm_lr": 0}, "irm_lr"),
-    ({"irm_iterations": -1}, "irm_iterations"),
-    ({"icp_alpha": 0}, r"icp_alpha = 0.0 is out of range; allowed: \(0, 1\)"),
-    ({"icp_alpha": 1.0}, r"icp_alpha = 1.0 is out of range"),
-])
-def test_bad_arguments(sem, kwargs, needle):
-    with pytest.raises(ConfigError, match=needle):
-        run_sem_study(sem, **kwargs)
-
-
-def test_settings_from_params_yaml():
-    assert sem_settings(None) == {"methods": ["erm", "icp", "irm"], "irm_iterations": 100000,
-                                  "irm_lr": 1e-3, "irm_regs": list(IRM_REGS), "icp_alpha": 0.05}
-    settings = sem_settings({"irm_iterations": 1.0e4, "irm_regs": [0, "1e-2"]})
-    assert settings["irm_iterations"] == 10000 and isinstance(settings["irm_iterations"], int)
-    assert settings["irm_regs"] == [0.0, 0.01]
-    with pytest.raises(ConfigError, match="did you mean 'irm_lr'"):
-        sem_settings({"irm_lrs": 0.1})
-    with pytest.raises(ConfigError, match="methods = 'erm' must be a list"):
-        sem_settings({"methods": "erm"})
-
-
-def test_only_sem_datasets(sem):
-    other = EnvSet(sem.envs, {**sem.manifest, "dataset": "colored_mnist"})
-    with pytest.raises(ConfigError, match="'sem' dataset"):
-        run_sem_study(other, ["erm"])
-    old_layout = EnvSet([Environment("env0", "train", torch.zeros(5, 2), torch.zeros(5),
-                                     {"sigma": 0.2})], sem.manifest)
-    with pytest.raises(ConfigError, match="old one-setup layout.*make-envs"):
-        run_sem_study(old_layout, ["erm"])
-
-
-def test_registry_and_published_numbers():
+def test_registry():
     assert sorted(SEM_METHODS) == ["erm", "icp", "irm"]
-    assert sorted(PUBLISHED_SEM.values) == sorted(["FOU", "FOS", "FEU", "FES", "POU", "POS",
-                                                   "PEU", "PES"])
-    assert PUBLISHED_SEM.values["FOU"]["erm"]["causal"] == (0.00909, 0.00139)
-    assert PUBLISHED_SEM.values["PES"]["irm"]["noncausal"] == (0.34007, 0.01951)
-    assert PUBLISHED_SEM.values["POU"]["icp"]["noncausal"] == (0.0, 0.0)
-    assert "200 reps" in PUBLISHED_SEM.source and "ones=" in PUBLISHED_SEM.source
-
-
-def test_summary_is_mean_and_population_std(rows):
-    summary = sem_summary(rows)
-    assert [(s["setup"], s["method"]) for s in summary] == [
-        (s, m) for s in SETUPS for m in ("erm", "irm")]
-    feu_irm = next(s for s in summary if (s["setup"], s["method"]) == ("FEU", "irm"))
-    values = errors_of(rows, "FEU", "irm", "noncausal")
-    assert feu_irm["n"] == REPS
-    assert feu_irm["noncausal_mean"] == pytest.approx(values.mean())
-    assert feu_irm["noncausal_std"] == pytest.approx(values.std(ddof=0))
-    assert feu_irm["published_noncausal_mean"] == 0.33333
-
-
-def test_markdown_table(rows):
-    table = sem_table_markdown(rows)
-    lines = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(lines) == 2 + len(SETUPS) * 2
-    assert all(line.count("|") == 9 for line in lines)
-    assert "| FEU | erm | 8 | 0." in table and "0.82076 ± 0.01378" in table
-    assert re.search(r"\| FOU \| irm \| 8 \| \d\.\d{5} ± \d\.\d{5} \|", table)
-    for words in ("8 reps", "last environment (sigma=5)", "1000 Adam iterations", "200 reps"):
-        assert words in table
-    assert table == sem_table_markdown(list(reversed(rows)))  # order-independent
-
-
-def test_latex_table(rows):
-    table = sem_table_latex(rows, label="tab:sem-test")
-    body = table.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
-    assert len(body) == len(SETUPS) * 2
-    assert all(line.count(" & ") == 7 and line.endswith(r"\\") for line in body)
-    assert r"\toprule" in table and r"\label{tab:sem-test}" in table
-    assert r"$\sigma$=5" in table and "200 reps" in table
-    assert not re.search(r"(?<!\\)_", table.replace(r"\label{tab:sem-test}", ""))
-
-
-def test_figure(rows, tmp_path):
-    png, pdf = figures.sem_errors(rows, tmp_path / "fig6")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
 
 
 # -- ICP (InvariantRiskMinimization experiment_synthetic/models.py) ------------------------------
@@ -386,20 +256,6 @@ def test_icp_equals_a_literal_port_of_the_reference(setup, rep):
     np.testing.assert_allclose(coefficients, ref_coefficients, rtol=0, atol=1e-10)
 
 
-@pytest.fixture(scope="module")
-def icp_rows(sem) -> list[dict]:
-    return run_sem_study(sem, ["icp"])
-
-
-def test_icp_rows(icp_rows):
-    assert [(r["setup"], r["rep"]) for r in icp_rows] == [(s, i) for s in SETUPS
-                                                          for i in range(REPS)]
-    assert all(r["method"] == "icp" and r["alpha"] == 0.05 for r in icp_rows)
-    assert all(0 <= r["accepted_subsets"] <= 1023 and 0 <= r["selected_features"] <= 10
-               for r in icp_rows)
-    assert all(r["selected_features"] == 0 for r in icp_rows if r["accepted_subsets"] == 0)
-
-
 def test_icp_errors_fall_where_the_published_ones_do(icp_rows):
     """Published (200 reps): FOU 0.020 causal / 0.00001 non-causal (ICP finds x), FOS 0.85 /
     0.001 (mostly nothing accepted: zeros), FEU 1.0 / 0.80 (never x; z or nothing)."""
@@ -409,17 +265,3 @@ def test_icp_errors_fall_where_the_published_ones_do(icp_rows):
     assert errors_of(icp_rows, "FOS", "icp", "causal").mean() > 0.5
     assert (errors_of(icp_rows, "FEU", "icp", "causal") == 1.0).all()
     assert errors_of(icp_rows, "FEU", "icp", "noncausal").mean() > 0.5
-
-
-def test_icp_in_the_tables_and_figure(rows, icp_rows, tmp_path):
-    both = rows + icp_rows
-    table = sem_table_markdown(both)
-    assert re.search(r"\| FEU \| icp \| 8 \| 1\.00000 ± 0\.00000 \| \d\.\d{5} ± \d\.\d{5} \| "
-                     r"1\.00000 ± 0\.00000 \| 0\.80350 ± 0\.32425 \| — \|", table)
-    assert "ICP, on all environments" in table and "alpha=0.05" in table
-    latex = sem_table_latex(both)
-    assert "FOU & ICP & 8 & " in latex and r"$\alpha$=0.05" in latex
-    assert [s["method"] for s in sem_summary(both) if s["setup"] == "FOS"] == ["erm", "icp",
-                                                                                "irm"]
-    png, _ = figures.sem_errors(both, tmp_path / "fig6")
-    assert png.stat().st_size > 10_000

@@ -6,7 +6,7 @@ reader cannot judge an accuracy without knowing whether test data chose it.
 
 from __future__ import annotations
 
-import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 from pipeline.config import make_config  # noqa: E402
 from pipeline.environments.sem import SEM_SETUPS  # noqa: E402
 from pipeline.evaluate import per_step_train_keys  # noqa: E402
+from pipeline.report.published import PUBLISHED_PROTOCOL_ROWS, PUBLISHED_SEM  # noqa: E402
 from pipeline.schedules import curve  # noqa: E402
 from pipeline.selection import SELECTION_RULES  # noqa: E402
 
@@ -39,22 +40,6 @@ def save(fig, path: Path | str) -> list[Path]:
     fig.savefig(out[1], metadata={"CreationDate": None})  # no timestamp: same bytes each run
     plt.close(fig)
     return out
-
-
-def _config_of(row: pd.Series) -> dict:
-    values = {k[len("config."):]: v for k, v in row.items() if str(k).startswith("config.")}
-    for key in ("step_milestones", "step_values"):
-        if isinstance(values.get(key), str):
-            values[key] = [float(v) for v in values[key].strip("[]").split(",") if v.strip()]
-    if isinstance(values.get("penalty_cap"), float) and math.isnan(values["penalty_cap"]):
-        values["penalty_cap"] = None
-    return values
-
-
-def final_penalty_weight(row: pd.Series) -> float:
-    """The penalty weight at the run's last step (what a trial's schedule reached)."""
-    cfg = make_config(None, **_config_of(row))
-    return cfg.schedule_obj()(int(row["steps"]) - 1)
 
 
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
@@ -87,9 +72,10 @@ def _binned(values: pd.Series, bins: int, digits: int) -> pd.Series:
 
 
 def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
-    """Figure 1: OOD test accuracy against the final penalty weight, by schedule family."""
+    """Figure 1: OOD test accuracy against the final penalty weight (the trials table's
+    ``final_penalty_weight``: the weight each trial's schedule reached), by schedule family."""
     ok = _finished(trials)
-    ok["penalty weight"] = [final_penalty_weight(r) for _, r in ok.iterrows()]
+    ok["penalty weight"] = ok["final_penalty_weight"]  # as the trainer recorded it
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     sns.scatterplot(data=ok, x="penalty weight", y="test %", hue="method, schedule", ax=ax)
     ax.set_xscale("log")
@@ -194,8 +180,6 @@ def sem_errors(rows: list[dict], path: Path | str) -> list[Path]:
     """Figure 6: causal and non-causal coefficient error per SEM setup and method (log scale),
     bars = mean over reps, error bars = std over reps (the IRM paper's synthetic figure), black
     ticks = the published means (a log axis cannot show the published zeros)."""
-    from pipeline.sem_study import PUBLISHED_SEM
-
     frame = pd.DataFrame(rows)
     present = set(frame["setup"])
     setups = [s for s in SEM_SETUPS if s in present] + sorted(present - set(SEM_SETUPS))
@@ -236,8 +220,6 @@ def sem_errors(rows: list[dict], path: Path | str) -> list[Path]:
 def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
     """Figure 7: the protocol table per seed: test and gray-test accuracy of every row, one
     panel per dataset, with Fishr's published test means (full MNIST) as black marks."""
-    from pipeline.protocol import PUBLISHED_PROTOCOL_ROWS
-
     records = []
     for r in results:
         prov, data = r["provenance"], r["data"]
@@ -257,9 +239,10 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         part = frame[frame["panel"] == panel] if not frame.empty else frame
         if not part.empty:
-            sns.stripplot(data=part, x="row", y="accuracy", hue="metric", order=rows,
-                          hue_order=["test", "gray test"], dodge=True, size=3.5, ax=ax,
-                          legend=ax is axes[0, 0])
+            with _seeded_global_numpy(0):  # seaborn jitters with np.random: same dots each run
+                sns.stripplot(data=part, x="row", y="accuracy", hue="metric", order=rows,
+                              hue_order=["test", "gray test"], dodge=True, size=3.5, ax=ax,
+                              legend=ax is axes[0, 0])
         for i, row in enumerate(rows):
             if row in PUBLISHED_PROTOCOL_ROWS:
                 ax.plot([i - 0.4, i + 0.4], [PUBLISHED_PROTOCOL_ROWS[row]["test"][0]] * 2,
@@ -278,3 +261,15 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
                  "test mean on full MNIST", fontsize=9)
     fig.tight_layout()
     return save(fig, path)
+
+
+@contextmanager
+def _seeded_global_numpy(seed: int):
+    """numpy's global generator seeded for a block, and put back as it was after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+

@@ -1,0 +1,177 @@
+"""The whole report: report.md, report.html, tables/, figures/ and metrics.json.
+
+``metrics.json`` holds only numbers that the same inputs reproduce bit for bit (no times, no
+paths, no revisions), so two runs from scratch can be compared byte for byte.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.outputs import write_atomic, write_json
+from pipeline.params.study import Study
+from pipeline.report import figures
+from pipeline.report.inputs import Inputs
+from pipeline.report.provenance import provenance_markdown
+from pipeline.report.tables import (
+    accuracy_latex,
+    accuracy_markdown,
+    accuracy_rows,
+    protocol_latex,
+    protocol_markdown,
+    protocol_rows,
+    sem_table_latex,
+    sem_table_markdown,
+)
+from pipeline.sem.study import sem_summary
+
+# -- metrics.json: the headline numbers ---------------------------------------------------------
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def headline_metrics(inputs: Inputs) -> dict:
+    """Test and train accuracy (%) per dataset and configuration; SEM errors per setup/method."""
+    out: dict = {"accuracy": {}}
+    for row in accuracy_rows(list(inputs.evaluations.values())):
+        key = row["configuration"].replace(" selected by ", "_selected_by_")
+        entry = {"train": _round(row["train"][0]) if row["train"] else None,
+                 "test": _round(row["test"][0]) if row["test"] else None,
+                 "test_std": _round(row["test"][1]) if row["test"] else None,
+                 "seeds": row["seeds"], "diverged": row["diverged"]}
+        out["accuracy"].setdefault(row["dataset"], {})[key] = entry
+    if inputs.protocol:
+        out["protocol"] = {}
+        for row in protocol_rows(list(inputs.protocol.values())):
+            out["protocol"].setdefault(row["dataset"], {})[row["row"]] = {
+                name: _round(row[name][0]) if row[name] else None
+                for name in ("train", "test", "gray")} | {
+                "test_std": _round(row["test"][1]) if row["test"] else None,
+                "seeds": row["seeds"], "diverged": row["diverged"]}
+    if inputs.sem_rows:
+        out["sem"] = {}
+        for s in sem_summary(inputs.sem_rows):
+            out["sem"].setdefault(s["setup"], {})[s["method"]] = {
+                "causal_error": _round(s["causal_mean"], 6),
+                "noncausal_error": _round(s["noncausal_mean"], 6)}
+    return out
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+def penalty_trials(inputs: Inputs, dataset: str) -> pd.DataFrame:
+    """The trials of every search with a penalty weight on ``dataset`` (ERM has none)."""
+    frames = [t for name, t in sorted(inputs.searches.items())
+              if name.startswith(f"{dataset}-") and "config.penalty_weight" in t
+              and (t["config.method"] != "erm").any()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Path]]:
+    """Draw every figure; returns (caption, PNG path) in report order."""
+    drawn = []
+    for dataset in study.datasets:
+        trials = penalty_trials(inputs, dataset)
+        if not trials.empty and (trials["status"] == "ok").any():
+            for number, name, draw, what in (
+                    (1, "accuracy_vs_penalty", figures.accuracy_vs_penalty,
+                     "OOD test accuracy against the penalty weight across search trials"),
+                    (4, "accuracy_heatmap", figures.accuracy_heatmap,
+                     "test accuracy over penalty weight x anneal iterations"),
+                    (5, "train_vs_test", figures.train_vs_test,
+                     "train against test accuracy across trials")):
+                png = draw(trials, out / f"fig{number}_{name}-{dataset}")[0]
+                drawn.append((f"Figure {number} ({dataset}): {what}.", png))
+    schedules = {}  # label -> config of every penalised evaluation (the selected and presets)
+    for _, result in sorted(inputs.evaluations.items()):
+        if result["config"]["method"] != "erm" and result.get("curves"):
+            schedules.setdefault(label_of(result), result["config"])
+    if schedules:
+        steps = max(c["steps"] for c in schedules.values())
+        png = figures.schedules_used(schedules, steps, out / "fig2_schedules_used")[0]
+        drawn.append(("Figure 2: the penalty-weight schedules of the selected and published "
+                      "configurations.", png))
+    for dataset in study.datasets:
+        runs = {label_of(r, False): r for name, r in sorted(inputs.evaluations.items())
+                if name.startswith(f"{dataset}-") and r.get("curves")}
+        if not runs:
+            continue
+        png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}",
+                                      dataset)[0]
+        drawn.append((f"Figure 3 ({dataset}): training curves of the final evaluation.", png))
+    if inputs.protocol:
+        png = figures.protocol_accuracy(list(inputs.protocol.values()),
+                                        out / "fig7_protocol_accuracy")[0]
+        drawn.append(("Figure 7: every method with IRM's published hyperparameters (the "
+                      "protocol table), test and grayscale-test accuracy per seed.", png))
+    if inputs.sem_rows:
+        png = figures.sem_errors(inputs.sem_rows, out / "fig6_sem_errors")[0]
+        drawn.append(("Figure 6: SEM study, causal and non-causal coefficient error per "
+                      "method.", png))
+    return sorted(drawn, key=lambda d: d[0])
+
+
+def label_of(result: dict, with_dataset: bool = True) -> str:
+    """'dataset: method (selection rule)' or 'preset' (a preset is the same on every dataset)."""
+    prov = result.get("provenance") or {}
+    if prov.get("kind") == "selected":
+        label = f"{result['config']['method']} ({prov['selection']})"
+        return f"{result['config']['dataset']}: {label}" if with_dataset else label
+    return prov.get("preset", result["config"]["method"])
+
+
+# -- the whole report ---------------------------------------------------------------------------
+
+def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
+                 out: Path, lock_path: Path = Path("dvc.lock")) -> dict:
+    """Write report.md, report.html, tables/, figures/ and metrics.json under ``out``."""
+    tables, figs = out / "tables", out / "figures"
+    tables.mkdir(parents=True, exist_ok=True)
+    evaluations = list(inputs.evaluations.values())
+    acc_md = accuracy_markdown(evaluations)
+    write_atomic(tables / "accuracy.md", acc_md)
+    write_atomic(tables / "accuracy.tex", accuracy_latex(evaluations))
+    sections = ["# IRM study report", "", provenance_markdown(inputs, params, paper, lock_path),
+                "", "## Accuracy of the final evaluation", "", acc_md,
+                "LaTeX: [`tables/accuracy.tex`](tables/accuracy.tex)", ""]
+    if inputs.protocol:
+        results = list(inputs.protocol.values())
+        protocol_md = protocol_markdown(results, inputs.protocol_preset)
+        write_atomic(tables / "protocol.md", protocol_md)
+        write_atomic(tables / "protocol.tex", protocol_latex(results, inputs.protocol_preset))
+        sections += ["## Every method under the IRM protocol (IRM's hyperparameters)", "",
+                     protocol_md, "LaTeX: [`tables/protocol.tex`](tables/protocol.tex)", ""]
+    if inputs.sem_rows:
+        sem_md = sem_table_markdown(inputs.sem_rows)
+        write_atomic(tables / "sem.md", sem_md)
+        write_atomic(tables / "sem.tex", sem_table_latex(inputs.sem_rows))
+        sections += ["## SEM study: coefficient errors", "", sem_md,
+                     "LaTeX: [`tables/sem.tex`](tables/sem.tex)", ""]
+    sections += ["## Figures", ""]
+    for caption, png in draw_figures(inputs, study, figs):
+        rel = png.relative_to(out)
+        sections += [f"![{caption}]({rel.as_posix()})", "",
+                     f"*{caption}* PDF: [`{rel.with_suffix('.pdf').as_posix()}`]"
+                     f"({rel.with_suffix('.pdf').as_posix()})", ""]
+    markdown = "\n".join(sections)
+    write_atomic(out / "report.md", markdown)
+    write_atomic(out / "report.html", to_html(markdown))
+    metrics = headline_metrics(inputs)
+    write_json(out / "metrics.json", metrics, indent=1, sort_keys=True)
+    return metrics
+
+
+def to_html(markdown: str) -> str:
+    """A standalone HTML page of the report (figures linked relative to it)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>IRM study report"
+            f"</title><style>{style}</style></head><body>\n{body}</body></html>\n")

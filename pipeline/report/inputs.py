@@ -1,0 +1,55 @@
+"""The finished results a report is made from, read where the DVC stages write them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.outputs import evaluation_file, protocol_file, read_json, search_dir
+from pipeline.params.study import Study
+
+
+@dataclass
+class Inputs:
+    """The finished results a report is made from (paths as the DVC stages write them)."""
+
+    evaluations: dict[str, dict]  # "dataset-config" -> evaluation result
+    searches: dict[str, pd.DataFrame]  # "dataset-method" -> trials table
+    best: dict[str, dict]  # "dataset-method" -> best.json
+    manifests: dict[str, dict]  # dataset -> environment manifest
+    sem_rows: list[dict] = field(default_factory=list)
+    sem_meta: dict = field(default_factory=dict)
+    protocol: dict[str, dict] = field(default_factory=dict)  # "dataset-row" -> result
+    protocol_preset: str = "irm_paper"
+
+
+def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
+                protocol=None) -> Inputs:
+    """Read every finished result; ``protocol`` (ProtocolSettings) adds the protocol table's
+    rows from ``results/protocol/DATASET-ROW.json``."""
+    evaluations, searches, best, manifests = {}, {}, {}, {}
+    for dataset in study.datasets:
+        manifests[dataset] = read_json(envs / dataset / "manifest.json")
+        for config in [*study.methods, *study.presets]:
+            evaluations[f"{dataset}-{config}"] = read_json(
+                evaluation_file(results, dataset, config))
+        for method in study.methods:
+            name, search = f"{dataset}-{method}", search_dir(results, dataset, method)
+            searches[name] = pd.read_parquet(search / "trials.parquet")
+            best[name] = read_json(search / "best.json")
+    sem_rows, sem_meta = [], {}
+    if sem is not None:
+        loaded = read_json(sem)
+        sem_rows, sem_meta = loaded["rows"], loaded["meta"]
+        manifests["sem"] = read_json(envs / "sem" / "manifest.json")
+    protocol_results = {}
+    if protocol is not None:
+        for dataset in protocol.datasets:
+            manifests[dataset] = read_json(envs / dataset / "manifest.json")
+            for row in protocol.rows:
+                protocol_results[f"{dataset}-{row}"] = read_json(
+                    protocol_file(results, dataset, row))
+    return Inputs(evaluations, searches, best, manifests, sem_rows, sem_meta, protocol_results,
+                  protocol.preset if protocol is not None else "irm_paper")
