@@ -10,10 +10,28 @@ image equals ``torchvision.transforms.v2.functional.affine`` with the same param
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.nn import functional as F
 
-from pipeline.config import TrainConfig
+from pipeline.hparams import HParam
+
+if TYPE_CHECKING:  # the type only: pipeline.config gathers these declarations
+    from pipeline.config import TrainConfig
+
+# Augmentation of the training inputs (image datasets); the ranges are torchvision's.
+HPARAMS: dict[str, HParam] = {
+    "augment": HParam("none", "augmentation of the training images", choices=("none", "affine")),
+    "aug_degrees": HParam(15.0, "affine: rotation drawn from U(-degrees, degrees)", low=0.0,
+                          high=180.0),
+    "aug_shear": HParam(10.0, "affine: x-shear (degrees) drawn from U(-shear, shear)", low=0.0,
+                        high=89.0),
+    "aug_scale_min": HParam(0.9, "affine: scale drawn from U(scale_min, scale_max)", low=0.0,
+                            low_open=True),
+    "aug_scale_max": HParam(1.1, "affine: see aug_scale_min (>= aug_scale_min)", low=0.0,
+                            low_open=True),
+}
 
 
 def affine_params(n: int, cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:

@@ -1,94 +1,130 @@
-"""The resolved configuration of a training run, its presets and ``key=value`` overrides."""
+"""The resolved configuration of a training run (``TrainConfig``), its presets and ``--set``.
+
+``TrainConfig`` is not written out field by field: it is gathered from the hyperparameter
+declarations (:class:`pipeline.hparams.HParam`), each made once beside the code that reads it:
+
+- here: what runs (``RUN``), the training loop (``LOOP``) and how it executes (``EXECUTION``);
+- ``pipeline.methods``: each method's own keys (``Method.hparams``);
+- ``pipeline.augment``: the augmentation's keys; ``pipeline.schedules``: the schedule's keys.
+
+A ``TrainConfig`` is immutable and checked once, when it is built: every value against its
+declaration, then what involves several keys. ``python -m pipeline hparams`` lists them all.
+Defaults are IRM's ``main.py`` (facebookresearch/InvariantRiskMinimization@fc185d0:
+``code/colored_mnist/main.py``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
+from typing import Any
 
-from pipeline.errors import ConfigError, as_number, check_range, unknown_name_message
-from pipeline.schedules import Schedule
+from pipeline import augment, schedules
+from pipeline.errors import ConfigError, as_number, unknown_name_message
+from pipeline.hparams import HParam, is_optional, merge
+from pipeline.methods import METHODS
+from pipeline.models import FORMULATIONS, MODELS
+from pipeline.precision import DTYPES
 
-# how a run computes (pipeline.precision): auto = bf16 only where native and measured faster
-DTYPES = ("fp32", "bf16", "tf32", "auto")
-JUMP_RULES = ("divide_loss", "reset_adam", "none")
-RISK_REDUCTIONS = ("mean", "sum")
-IRM_ESTIMATORS = ("closed_form", "autograd", "two_half")
-VREX_PENALTIES = ("variance", "squared_difference")
-FISHR_REDUCTIONS = ("sum", "mean")
-AUGMENTATIONS = ("none", "affine")
+# IRM's search (reproduce_paper_results.sh): hidden int(2**U(6, 9)), l2 10**U(-5, -2),
+# lr 10**U(-3.5, -2.5), and the run lengths 101..501 read off each run.
+RUN: dict[str, HParam] = {
+    "dataset": HParam("colored_mnist", "a saved environment set under envs_dir"),
+    "envs_dir": HParam("data/envs", "where the environment sets are"),
+    "model": HParam("mlp", "the model (pipeline.models)", choices=tuple(MODELS)),
+    "hidden_dim": HParam(256, "hidden width (LeNet: the last hidden layer)", low=1,
+                         search={"log_int": [64, 512]}),
+    "method": HParam("erm", "the method (pipeline.methods)", choices=tuple(METHODS)),
+    "risk_reduction": HParam("mean", "how the environment risks combine (REx's code sums them)",
+                             choices=("mean", "sum")),
+}
+LOOP: dict[str, HParam] = {
+    "jump_rule": HParam("divide_loss", "when the weight jumps: IRM divides the loss by lambda "
+                        "when lambda > 1; DomainBed resets Adam",
+                        choices=("divide_loss", "reset_adam", "none")),
+    "lr": HParam(1e-3, "Adam's learning rate", low=0.0, low_open=True,
+                 search={"log_uniform": [3.1623e-4, 3.1623e-3]}),
+    "l2_weight": HParam(1e-3, "times the sum of squared parameters, biases included", low=0.0,
+                        search={"log_uniform": [1.0e-5, 1.0e-2]}),
+    "steps": HParam(501, "training steps", low=1,
+                    search={"choice": [101, 201, 301, 401, 501]}),
+    "batch_size": HParam(0, "per environment; 0 = full batch (the IRM protocol)", low=0),
+    "eval_every": HParam(100, "test environments are evaluated here and at the last step",
+                         low=1),
+    "holdout_fraction": HParam(0.0, "of each training env, held out as NAME_val (0 = protocol)",
+                               low=0.0, high=0.9),
+}
+# How a run executes (recorded; they may change the last bits of the numbers, not what it learns)
+EXECUTION: dict[str, HParam] = {
+    "device": HParam("auto", "auto | cpu | cuda | cuda:N"),
+    "dtype": HParam("fp32", "fp32 | bf16 | tf32 (CUDA) | auto; see pipeline.precision",
+                    choices=DTYPES),
+    "threads": HParam(0, "torch threads; 0 = torch's default for this machine", low=0),
+    "formulation": HParam("auto", "stacked matmuls: bmm | linear | auto (timed per machine)",
+                          choices=FORMULATIONS),
+}
 
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a run's numbers (with the seeds). Defaults: IRM's ``main.py``."""
-
-    dataset: str = "colored_mnist"
-    envs_dir: str = "data/envs"
-    model: str = "mlp"
-    hidden_dim: int = 256
-    method: str = "erm"
-    irm_estimator: str = "closed_form"  # autograd = double backprop; two_half = unbiased product
-    risk_reduction: str = "mean"  # of the environment risks; REx's code sums them
-    vrex_penalty: str = "variance"  # DomainBed; squared_difference = REx/Fishr's (L1 - L2)^2
-    # hyperparameters of the other methods (each method checks its own; see pipeline.methods)
-    andmask_tau: float = 1.0  # AND-mask: keep where |mean sign| >= tau (DomainBed default 1)
-    fishr_ema: float = 0.0  # Fishr: moving average of the variances (0 = none, the CMNIST code)
-    fishr_reduction: str = "sum"  # the CMNIST script sums the squared distances; DomainBed: mean
-    groupdro_eta: float = 0.01  # GroupDRO: step size of the exponentiated environment weights
-    ib_weight: float = 0.0  # IB-IRM: weight of the feature variance (information bottleneck)
-    ib_anneal_iters: int = 0  # IB-IRM: the IB term applies from this step on
-    fgsm_epsilon: float = 0.1  # adversarial: the FGSM step in input units (pixels in [0, 1])
-    dann_hidden: int = 256  # dann: hidden width of the environment adversary (0 = linear)
-    birm_samples: int = 10  # BIRM: samples of each environment's variational classifier
-    birm_prior_sd_coef: float = 1200.0  # BIRM: the classifier's sd is prior_sd_coef / data_num
-    # data augmentation of the training inputs (image datasets): none | affine
-    augment: str = "none"
-    aug_degrees: float = 15.0  # affine: rotation drawn from U(-degrees, degrees)
-    aug_shear: float = 10.0  # affine: shear (degrees) drawn from U(-shear, shear)
-    aug_scale_min: float = 0.9  # affine: scale drawn from U(scale_min, scale_max)
-    aug_scale_max: float = 1.1
-    # penalty-weight schedule (see pipeline.schedules)
-    schedule: str = "constant"
-    penalty_weight: float = 0.0
-    anneal_iters: int = 0
-    weight_before_anneal: float = 1.0
-    ramp_iters: int = 100
-    poly_k: float = 1.0
-    poly_power: float = 1.6
-    exp_rate: float = 1.05
-    penalty_cap: float | None = None
-    step_milestones: list[int] = field(default_factory=list)
-    step_values: list[float] = field(default_factory=list)
-    jump_rule: str = "divide_loss"  # IRM: loss /= lambda when lambda > 1; DomainBed: reset Adam
-    # optimisation
-    lr: float = 1e-3
-    l2_weight: float = 1e-3  # times the sum of squared parameters, biases included
-    steps: int = 501
-    batch_size: int = 0  # per environment; 0 = full batch (the IRM protocol)
-    eval_every: int = 100  # test environments are evaluated here and at the last step
-    holdout_fraction: float = 0.0  # of each training env, held out as NAME_val (0 = protocol)
-    # execution (recorded; they may change the last bits of the numbers)
-    device: str = "auto"
-    dtype: str = "fp32"  # fp32 | bf16 | tf32 (CUDA) | auto; see pipeline.precision
-    threads: int = 0  # 0 = torch's default for this machine
-    formulation: str = "auto"  # bmm | linear | auto (timed per machine): stacked matmuls
-
-    def schedule_obj(self) -> Schedule:
-        return Schedule(
-            family=self.schedule, weight=self.penalty_weight, anneal_iters=self.anneal_iters,
-            before=self.weight_before_anneal, ramp_iters=self.ramp_iters, k=self.poly_k,
-            power=self.poly_power, rate=self.exp_rate, cap=self.penalty_cap,
-            milestones=tuple(self.step_milestones), values=tuple(self.step_values))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+# name -> (owner, declaration), in TrainConfig's field order
+HPARAMS: dict[str, tuple[str, HParam]] = merge(
+    ("pipeline.config", RUN),
+    *((f"method {name} (pipeline.methods)", cls.hparams) for name, cls in METHODS.items()),
+    ("pipeline.augment", augment.HPARAMS),
+    ("pipeline.schedules", schedules.HPARAMS),
+    ("pipeline.config", LOOP),
+    ("pipeline.config", EXECUTION),
+)
 
 
+def _field(hp: HParam):
+    if isinstance(hp.default, list):
+        return field(default_factory=lambda d=hp.default: list(d))
+    return field(default=hp.default)
+
+
+def _post_init(self) -> None:
+    for name in HPARAMS:  # frozen: set once, here, to the declared type
+        object.__setattr__(self, name, coerce(name, getattr(self, name)))
+    validate(self)
+
+
+def _schedule_obj(self) -> schedules.Schedule:
+    return schedules.Schedule.of(self)
+
+
+def _to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+TrainConfig = make_dataclass(
+    "TrainConfig",
+    [(name, hp.type, _field(hp)) for name, (_, hp) in HPARAMS.items()],
+    frozen=True,
+    namespace={"__post_init__": _post_init, "schedule_obj": _schedule_obj, "to_dict": _to_dict,
+               "__doc__": "Everything that determines a run's numbers (with the seeds); "
+                          "see pipeline.config.HPARAMS.",
+               "__module__": __name__},
+)
+
+
+def validate(cfg: Any) -> None:
+    """Every value against its declaration, then the checks that involve several keys."""
+    for name, (_, hp) in HPARAMS.items():
+        hp.check(name, getattr(cfg, name))
+    if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
+        raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    if cfg.irm_estimator == "two_half" and cfg.batch_size == 1:
+        raise ConfigError("irm_estimator = 'two_half' needs batch_size >= 2 (or 0 = full batch)")
+    if cfg.aug_scale_max < cfg.aug_scale_min:
+        raise ConfigError(f"aug_scale_max = {cfg.aug_scale_max!r} is out of range; allowed: "
+                          f"[{cfg.aug_scale_min:g}, inf] (at least aug_scale_min)")
+    schedules.Schedule.of(cfg)  # what each schedule family needs (e.g. step's milestones)
+
+
+# -- presets: published fixed configurations, with how they were chosen ----------------------
+
+# facebookresearch/InvariantRiskMinimization@fc185d0: code/colored_mnist/reproduce_paper_results.sh
 PRESETS: dict[str, dict] = {
-    # facebookresearch/InvariantRiskMinimization@fc185d0:
-    # code/colored_mnist/reproduce_paper_results.sh
     "irm_paper": {"method": "irm", "hidden_dim": 390, "l2_weight": 0.00110794568,
                   "lr": 0.0004898536566546834, "anneal_iters": 190,
                   "penalty_weight": 91257.18613115903, "steps": 501},
@@ -98,21 +134,26 @@ PRESETS: dict[str, dict] = {
                    "l2_weight": 0.0008602868865288383, "lr": 0.0028171488133821726,
                    "anneal_iters": 0, "penalty_weight": 0.0, "steps": 101},
 }
-
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# How each preset's values were chosen, and whether test data chose them (same source).
+PRESET_PROVENANCE: dict[str, tuple[str, bool]] = {
+    "irm_paper": ("IRM paper's search, selected by min(train env 0, train env 1, test)", True),
+    "erm_paper": ("IRM paper's 'reasonable' ERM hyperparameters, not searched", False),
+    "gray_paper": ("IRM paper's search for the grayscale model, same test-using criterion",
+                   True),
+}
 
 
 def field_type(name: str):
-    return typing.get_type_hints(TrainConfig)[name]
+    """The declared Python type of config key ``name``."""
+    return HPARAMS[name][1].type
 
 
 def coerce(key: str, value):
-    """Convert ``value`` (a string from the CLI, or a YAML value) to the field's type."""
-    if key not in _FIELDS:
-        raise ConfigError(unknown_name_message("config key", key, _FIELDS))
-    kind = field_type(key)
-    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
-    if optional:
+    """Convert ``value`` (a string from the CLI, or a YAML value) to the key's declared type."""
+    if key not in HPARAMS:
+        raise ConfigError(unknown_name_message("config key", key, HPARAMS))
+    kind = HPARAMS[key][1].type
+    if is_optional(kind):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
@@ -134,60 +175,27 @@ def coerce(key: str, value):
     return value
 
 
-def parse_set(items: list[str] | None) -> dict:
-    """``["lr=0.01", "steps=60"]`` -> ``{"lr": 0.01, "steps": 60}`` with types checked."""
+def parse_set(items: list[str] | None, convert=coerce) -> dict:
+    """``["lr=0.01", "steps=60"]`` -> ``{"lr": 0.01, "steps": 60}``, each value through
+    ``convert(key, text)`` (default: the config key's declared type, checked)."""
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = coerce(key.strip(), value.strip())
+        out[key.strip()] = convert(key.strip(), value.strip())
     return out
 
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:
-    """A validated config: defaults, then the preset, then the overrides."""
+    """A checked config: defaults, then the preset, then the overrides (None: not given)."""
     values = {}
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(unknown_name_message("preset", preset, PRESETS))
         values.update(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Check names against their registries and values against their ranges."""
-    from pipeline.methods import METHODS
-    from pipeline.models import FORMULATIONS, MODELS
-
-    for key, registry in (("model", MODELS), ("method", METHODS)):
-        if getattr(cfg, key) not in registry:
-            raise ConfigError(unknown_name_message(key, getattr(cfg, key), registry))
-    for key, valid in (("dtype", DTYPES), ("jump_rule", JUMP_RULES),
-                       ("risk_reduction", RISK_REDUCTIONS), ("irm_estimator", IRM_ESTIMATORS),
-                       ("vrex_penalty", VREX_PENALTIES),
-                       ("fishr_reduction", FISHR_REDUCTIONS), ("augment", AUGMENTATIONS),
-                       ("formulation", FORMULATIONS)):
-        if getattr(cfg, key) not in valid:
-            raise ConfigError(unknown_name_message(key, getattr(cfg, key), valid))
-    check_range("hidden_dim", cfg.hidden_dim, 1)
-    check_range("lr", cfg.lr, 0.0, low_open=True)
-    check_range("l2_weight", cfg.l2_weight, 0.0)
-    check_range("steps", cfg.steps, 1)
-    check_range("batch_size", cfg.batch_size, 0)
-    check_range("eval_every", cfg.eval_every, 1)
-    check_range("holdout_fraction", cfg.holdout_fraction, 0.0, 0.9)
-    check_range("threads", cfg.threads, 0)
-    if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
-        raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")
-    if cfg.irm_estimator == "two_half" and cfg.batch_size == 1:
-        raise ConfigError("irm_estimator = 'two_half' needs batch_size >= 2 (or 0 = full batch)")
-    check_range("aug_degrees", cfg.aug_degrees, 0.0, 180.0)
-    check_range("aug_shear", cfg.aug_shear, 0.0, 89.0)
-    check_range("aug_scale_min", cfg.aug_scale_min, 0.0, low_open=True)
-    check_range("aug_scale_max", cfg.aug_scale_max, cfg.aug_scale_min)
-    METHODS[cfg.method].validate(cfg)
-    cfg.schedule_obj()  # validates the schedule's family and parameters
+    for key in values:
+        if key not in HPARAMS:
+            raise ConfigError(unknown_name_message("config key", key, HPARAMS))
+    return TrainConfig(**values)

@@ -40,10 +40,13 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from pipeline.config import DTYPES
 from pipeline.errors import ConfigError
+from pipeline.outputs import write_atomic
 
 BF16_MARGIN = 1.25  # auto takes bf16 on a CPU only when it is at least this much faster
+# how a run computes: fp32 (TF32 off), bf16, tf32 (CUDA only) or auto (bf16 only where the
+# device multiplies it natively and a calibration finds it faster)
+DTYPES = ("fp32", "bf16", "tf32", "auto")
 FORMULATION_MARGIN = 1.10  # auto takes ``linear`` only when it is at least this much faster
 CALIBRATION_MEMBERS = 4  # the K at which the formulation is timed
 CACHE_ENV = "IRM_PIPELINE_CACHE"
@@ -173,9 +176,7 @@ def cached(key: str, measure: Callable[[], dict]) -> dict:
                 return {**entry, "cached": True}
             entry = measure()
             data = {**_read_cache(), key: entry}
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, path)  # readers never see a half-written file
+            write_atomic(path, json.dumps(data, indent=1, sort_keys=True))  # never half-written
     except (OSError, Timeout):
         # a read-only home, or a lock that never frees: decide without the cache this time
         entry = entry if entry is not None else measure()

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from pipeline.augment import random_affine
-from pipeline.config import TrainConfig, validate
+from pipeline.config import TrainConfig
 from pipeline.environments import Environment, EnvSet, load_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
 from pipeline.models import MODELS, StackedMLP, build_stacked, squared_weight_norm
 from pipeline.precision import machine_info, resolve_formulation, resolve_precision
-from pipeline.provenance import git_revision, library_versions
-from pipeline.seeds import derive_seed
+from pipeline.versions import git_revision, library_versions
+from pipeline.seeds import check_seeds, derive_seed
 
 ProgressFn = Callable[[dict], None]
 
@@ -126,12 +126,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
                  progress: ProgressFn | None = None, record_at: Sequence[int] = ()):
-        validate(cfg)
-        self.cfg, self.seeds, self.progress = cfg, [int(s) for s in seeds], progress
-        if not self.seeds:
-            raise ConfigError("seeds: at least one seed is needed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct (got {self.seeds})")
+        self.cfg, self.seeds, self.progress = cfg, check_seeds(seeds), progress
         self.record_at = sorted({int(s) for s in record_at})
         if self.record_at and not 1 <= self.record_at[0] <= self.record_at[-1] <= cfg.steps:
             raise ConfigError(f"record_at = {self.record_at}: every run length must be in "

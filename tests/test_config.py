@@ -107,3 +107,85 @@ def test_make_config_errors_name_the_key(overrides, needles):
 def test_make_config_unknown_override_key():
     with pytest.raises(ConfigError, match="unknown config key"):
         make_config(stepz=3)
+
+
+# ---------------------------------------------------------------- declared once, checked once
+
+def test_a_config_is_immutable_and_checked_when_it_is_built():
+    import dataclasses
+
+    cfg = make_config("irm_paper")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 0.5
+    with pytest.raises(ConfigError, match=r"lr = -1.0 is out of range; allowed: \(0, inf\]"):
+        TrainConfig(lr=-1.0)  # built directly, not through make_config: checked all the same
+    with pytest.raises(ConfigError, match="andmask_tau"):
+        dataclasses.replace(cfg, andmask_tau=2.0)  # a copy is a new config: checked too
+    assert TrainConfig(steps="60").steps == 60  # values take their declared type
+
+
+def test_every_key_is_declared_once_with_its_owner_default_and_range():
+    import dataclasses
+
+    from pipeline.config import HPARAMS
+    from pipeline.methods import METHODS
+    from pipeline.schedules import HPARAMS as SCHEDULE_HPARAMS
+
+    assert [f.name for f in dataclasses.fields(TrainConfig)] == list(HPARAMS)
+    for cls in METHODS.values():
+        for key, hp in cls.hparams.items():
+            assert HPARAMS[key][1] is hp and getattr(TrainConfig(), key) == hp.default, key
+    for key in SCHEDULE_HPARAMS:
+        assert HPARAMS[key][0] == "pipeline.schedules"
+
+
+def test_every_declared_search_distribution_is_a_valid_space():
+    from pipeline.config import HPARAMS
+    from pipeline.methods import METHODS
+    from pipeline.search.space import parse_space
+
+    for key, (owner, hp) in HPARAMS.items():
+        if hp.search is None:
+            continue
+        method = next((n for n, c in METHODS.items() if key in c.hparams), "irm")
+        schedule = {"penalty_cap": "polynomial", "exp_rate": "exponential"}.get(key, "constant")
+        base = make_config(None, method=method, schedule=schedule,
+                           penalty_cap=1e6 if schedule != "constant" else None).to_dict()
+        space = parse_space({key: "default"}, base, {})
+        assert space.steps or space.describe()[key] == hp.search, (owner, key)
+
+
+ADD_ONE_HYPERPARAMETER = """
+from pipeline.hparams import HParam
+from pipeline.methods.rex import VREx
+
+# the one declaration: a new V-REx hyperparameter, its default, range and search distribution
+VREx.hparams = {**VREx.hparams, "vrex_demo": HParam(0.5, "a demo", low=0.0, high=1.0,
+                                                    search={"uniform": [0.1, 0.9]})}
+
+from pipeline.config import TrainConfig, make_config
+from pipeline.errors import ConfigError
+from pipeline.search.space import parse_space
+
+assert TrainConfig().vrex_demo == 0.5
+assert make_config(None, method="vrex", vrex_demo="0.25").vrex_demo == 0.25
+try:
+    make_config(None, method="vrex", vrex_demo=2.0)
+    raise SystemExit("not checked")
+except ConfigError as exc:
+    assert "vrex_demo = 2.0 is out of range" in str(exc), exc
+space = parse_space({"vrex_demo": "default"}, make_config(None, method="vrex").to_dict(), {})
+print(space.describe())
+"""
+
+
+def test_adding_a_hyperparameter_to_a_method_is_one_declaration():
+    """The declaration alone makes it a config key with its default and range, and a search
+    space may take its declared distribution (docs/methods.md shows the same example)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", ADD_ONE_HYPERPARAMETER], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "{'vrex_demo': {'uniform': [0.1, 0.9]}}" in run.stdout

@@ -14,7 +14,6 @@ from pipeline.methods.andmask import ANDMask
 from pipeline.methods.base import (
     Method,
     MethodContext,
-    Range,
     StepBatch,
     accuracy,
     bce,
@@ -35,5 +34,5 @@ METHODS: dict[str, type[Method]] = {"erm": Method, "irm": IRM, "vrex": VREx,
                                    "adversarial": FGSM, "dann": DANN, "birm": BIRM}
 
 __all__ = ["BIRM", "CORAL", "DANN", "FGSM", "IBIRM", "IRM", "METHODS", "ANDMask", "Fishr",
-           "GroupDRO", "Method", "MethodContext", "Range", "StepBatch", "VREx", "accuracy", "bce",
+           "GroupDRO", "Method", "MethodContext", "StepBatch", "VREx", "accuracy", "bce",
            "irm_grad_autograd", "irm_grad_closed_form"]

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.methods.base import Method, Range, StepBatch, bce
+from pipeline.hparams import HParam
+from pipeline.methods.base import Method, StepBatch, bce
 from pipeline.seeds import derive_seed
 
 
@@ -36,7 +37,9 @@ class FGSM(Method):
     name = "adversarial"
     description = "FGSM adversarial training: BCE on x + eps * sign(grad_x BCE), clipped to [0, 1]"
     has_penalty = True
-    hparams = {"fgsm_epsilon": Range(0.0, 1.0, low_open=True)}
+    hparams = {"fgsm_epsilon": HParam(0.1, "FGSM step in input units (pixels in [0, 1])",
+                                      low=0.0, high=1.0, low_open=True,
+                                      search={"log_uniform": [1.0e-2, 3.0e-1]})}
 
     def adversarial_inputs(self, batch: StepBatch) -> list[torch.Tensor]:
         """Each environment's FGSM inputs, (K, N_e, *input), detached, per member."""
@@ -112,7 +115,8 @@ class DANN(Method):
     name = "dann"
     description = "DANN: an environment adversary on gradient-reversed features"
     has_penalty = True
-    hparams = {"dann_hidden": Range(0)}
+    hparams = {"dann_hidden": HParam(256, "hidden width of the environment adversary "
+                                     "(0 = linear)", low=0, search={"choice": [0, 64, 256]})}
 
     def __init__(self, cfg, ctx=None):
         super().__init__(cfg, ctx)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.methods.base import Method, Range, StepBatch
+from pipeline.hparams import HParam
+from pipeline.methods.base import Method, StepBatch
 
 
 def and_mask(grads: torch.Tensor, tau: float) -> torch.Tensor:
@@ -41,7 +42,9 @@ class ANDMask(Method):
     name = "andmask"
     description = "AND-mask: environment-averaged gradients masked by sign agreement"
     has_penalty = False
-    hparams = {"andmask_tau": Range(0.0, 1.0)}
+    hparams = {"andmask_tau": HParam(1.0, "keep where |mean sign| >= tau (DomainBed default 1)",
+                                     low=0.0, high=1.0,
+                                     search={"uniform": [0.5, 1.0]})}  # DomainBed: U(0.5, 1)
 
     def backward(self, objective: torch.Tensor, batch: StepBatch,
                  params: list[torch.Tensor]) -> None:

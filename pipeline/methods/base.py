@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
 
-from pipeline.config import TrainConfig
-from pipeline.errors import check_range
+from pipeline.hparams import HParam
+
+if TYPE_CHECKING:  # the type only: pipeline.config imports the methods, not back
+    from pipeline.config import TrainConfig
 
 
 @dataclass
@@ -36,16 +39,6 @@ class StepBatch:
     # the model under the run's autocast: forward(x, shared) -> (logits (K, N) fp32, feats)
     forward: Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor]] | None = None
     step: int = 0
-
-
-@dataclass(frozen=True)
-class Range:
-    """The valid range of a method's hyperparameter; None is unbounded."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,18 +86,12 @@ class Method:
     name = "erm"
     description = "Empirical risk minimisation over the pooled training environments"
     has_penalty = False  # the schedule's weight (and IRM's division by it) does not apply
-    # the method's own config keys and their valid ranges (checked by config.validate)
-    hparams: dict[str, Range] = {}
+    # the method's own config keys, declared once: default, valid values, search distribution
+    # (pipeline.config gathers them into TrainConfig, which checks them when it is built)
+    hparams: dict[str, HParam] = {}
 
     def __init__(self, cfg: TrainConfig, ctx: MethodContext | None = None):
         self.cfg, self.ctx = cfg, ctx or MethodContext()
-
-    @classmethod
-    def validate(cls, cfg: TrainConfig) -> None:
-        """Reject this method's hyperparameters outside their ranges (called by config.validate)."""
-        for key, valid in cls.hparams.items():
-            check_range(key, getattr(cfg, key), valid.low, valid.high, low_open=valid.low_open,
-                        high_open=valid.high_open)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Per-member parameters the method owns (member axis first), optimised with the model."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.methods.base import Method, Range, StepBatch
+from pipeline.hparams import HParam
+from pipeline.methods.base import Method, StepBatch
 from pipeline.seeds import derive_seed
 
 
@@ -63,7 +64,13 @@ class BIRM(Method):
     name = "birm"
     description = "Bayesian IRM: IRMv1's squared gradient averaged over w_e ~ N(1, sd) samples"
     has_penalty = True
-    hparams = {"birm_samples": Range(1), "birm_prior_sd_coef": Range(0.0, low_open=True)}
+    hparams = {
+        "birm_samples": HParam(10, "samples of each environment's variational classifier",
+                               low=1),
+        "birm_prior_sd_coef": HParam(1200.0, "the classifier's sd is prior_sd_coef / data_num "
+                                     "(BIRM's script: 1200)", low=0.0, low_open=True,
+                                     search={"log_uniform": [1.0e2, 1.0e4]}),
+    }
 
     def __init__(self, cfg, ctx=None):
         super().__init__(cfg, ctx)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from pipeline.config import TrainConfig
-from pipeline.methods.base import Method, MethodContext, Range, StepBatch
+from pipeline.hparams import HParam
+from pipeline.methods.base import Method, MethodContext, StepBatch
+
+if TYPE_CHECKING:
+    from pipeline.config import TrainConfig
 
 
 def classifier_sample_grads(logits: torch.Tensor, labels: torch.Tensor,
@@ -49,7 +54,13 @@ class Fishr(Method):
     name = "fishr"
     description = "Fishr: variance of per-sample classifier gradients matched across environments"
     has_penalty = True
-    hparams = {"fishr_ema": Range(0.0, 1.0, high_open=True)}
+    hparams = {
+        "fishr_ema": HParam(0.0, "moving average of the variances (0 = none, the CMNIST code)",
+                            low=0.0, high=1.0, high_open=True,
+                            search={"uniform": [0.0, 0.99]}),  # DomainBed: U(0.90, 0.99)
+        "fishr_reduction": HParam("sum", "sum the squared distances (the CMNIST script) or "
+                                  "average them (DomainBed)", choices=("sum", "mean")),
+    }
 
     def __init__(self, cfg: TrainConfig, ctx: MethodContext | None = None):
         super().__init__(cfg, ctx)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from pipeline.config import TrainConfig
-from pipeline.methods.base import Method, MethodContext, Range
+from pipeline.hparams import HParam
+from pipeline.methods.base import Method, MethodContext
+
+if TYPE_CHECKING:
+    from pipeline.config import TrainConfig
 
 
 class GroupDRO(Method):
@@ -22,7 +27,9 @@ class GroupDRO(Method):
     name = "groupdro"
     description = "GroupDRO: exponentiated-gradient weights on the environment risks"
     has_penalty = False
-    hparams = {"groupdro_eta": Range(0.0, None, low_open=True)}
+    hparams = {"groupdro_eta": HParam(0.01, "step size of the exponentiated environment "
+                                      "weights", low=0.0, low_open=True,
+                                      search={"log_uniform": [1.0e-3, 1.0e-1]})}  # DomainBed
 
     def __init__(self, cfg: TrainConfig, ctx: MethodContext | None = None):
         super().__init__(cfg, ctx)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.methods.base import Range, StepBatch
+from pipeline.hparams import HParam
+from pipeline.methods.base import StepBatch
 from pipeline.methods.irm import IRM
 
 
@@ -32,7 +33,13 @@ class IBIRM(IRM):
     name = "ibirm"
     description = "IB-IRM: IRMv1 penalty plus a feature-variance information bottleneck"
     has_penalty = True
-    hparams = {**IRM.hparams, "ib_weight": Range(0.0), "ib_anneal_iters": Range(0)}
+    hparams = {
+        **IRM.hparams,
+        "ib_weight": HParam(0.0, "weight of the feature variance (information bottleneck)",
+                            low=0.0, search={"log_uniform": [1.0e-1, 1.0e5]}),  # DomainBed
+        "ib_anneal_iters": HParam(0, "the IB term applies from this step on", low=0,
+                                  search={"int": [0, 249]}),
+    }
 
     def regularizer(self, batch: StepBatch) -> torch.Tensor:
         if batch.step < self.cfg.ib_anneal_iters or self.cfg.ib_weight == 0.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.hparams import HParam
 from pipeline.methods.base import Method, StepBatch, irm_grad_autograd, irm_grad_closed_form
 
 
@@ -13,6 +14,9 @@ class IRM(Method):
     name = "irm"
     description = "IRMv1 gradient penalty (closed form, double backprop or two-half estimator)"
     has_penalty = True
+    hparams = {"irm_estimator": HParam(
+        "closed_form", "closed_form; autograd = double backprop as in main.py; two_half = the "
+        "unbiased product of two halves", choices=("closed_form", "autograd", "two_half"))}
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         terms = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.hparams import HParam
 from pipeline.methods.base import Method, StepBatch
 
 
@@ -14,6 +15,9 @@ class VREx(Method):
     name = "vrex"
     description = "V-REx: variance of the training-environment risks"
     has_penalty = True
+    hparams = {"vrex_penalty": HParam(
+        "variance", "variance (DomainBed) or squared_difference (REx's and Fishr's "
+        "(L1 - L2)^2)", choices=("variance", "squared_difference"))}
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         risks = batch.risks
