@@ -1,6 +1,8 @@
-"""Search spaces, declared once per method in ``params.yaml`` and validated before any trial.
+"""Search spaces (``params.yaml: search_spaces``), validated before any trial.
 
-A space maps config keys to distributions::
+A profile writes the ranges every method shares once, under ``shared``; a method's space is
+``shared`` with the method's own entries on top (an entry replaces the shared one; ``null``
+leaves the key out of the search). A space maps config keys to distributions::
 
     penalty_weight: {log_uniform: [1.0e2, 1.0e6]}   # 10**U(2, 6)
     anneal_iters:   {int: [50, 249]}                 # both ends included
@@ -12,8 +14,10 @@ A space maps config keys to distributions::
         constant: {}
         polynomial: {poly_k: {log_uniform: [1.0e-3, 1.0]}, poly_power: {uniform: [1.0, 3.0]}}
 
-``steps`` is special: it is never sampled. Each trial trains to the largest value and records
-the metrics at every value asked for (as the IRM search read 101..501 off its runs).
+``KEY: default`` takes the distribution declared with the key (its ``HParam.search``: the IRM
+paper's or DomainBed's range; ``python -m pipeline hparams`` lists them). ``steps`` is special:
+it is never sampled. Each trial trains to the largest value and records the metrics at every
+value asked for (as the IRM search read 101..501 off its runs).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pipeline.config import TrainConfig, coerce, field_type, make_config
+from pipeline.config import HPARAMS, TrainConfig, coerce, field_type, make_config
 from pipeline.errors import ConfigError, unknown_name_message
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+SHARED = "shared"  # search_spaces.shared: the ranges every method's space starts from
+DEFAULT = "default"  # KEY: default -> the distribution declared with the key
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,27 @@ class SearchSpace:
         return max(values)
 
 
+def compose(spaces: Mapping, name: str) -> dict:
+    """``search_spaces.shared`` with ``search_spaces.NAME`` on top: an entry of NAME replaces
+    the shared one in place (the order of the dimensions is the order they are sampled in), a
+    new one comes after, and ``null`` takes the key out of the search."""
+    if name == SHARED:
+        raise ConfigError(f"search space {SHARED!r} is the part every space shares, not a space "
+                          "of its own; name a method's space")
+    if name not in spaces:
+        valid = [k for k in spaces if k != SHARED]
+        raise ConfigError(unknown_name_message(
+            "search space (declare it under search_spaces in params.yaml)", name, valid)
+            if valid else f"no search spaces declared; add search_spaces.{name} to params.yaml")
+    shared, own = spaces.get(SHARED) or {}, spaces[name] or {}
+    for where, part in ((SHARED, shared), (name, own)):
+        if not isinstance(part, Mapping):
+            raise ConfigError(f"search_spaces.{where} must be a mapping of config keys to "
+                              f"distributions, got {part!r}")
+    merged = {**shared, **own}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 def parse_space(raw: Mapping | None, base: dict, fixed: Mapping) -> SearchSpace:
     """Validate ``raw`` against the config and return the space.
 
@@ -139,7 +166,7 @@ def parse_space(raw: Mapping | None, base: dict, fixed: Mapping) -> SearchSpace:
         if key in fixed:
             continue  # --set fixes it for every trial
         if key == "steps":
-            steps = _parse_steps(spec)
+            steps = _parse_steps(_declared(key) if spec == DEFAULT else spec)
             continue
         dims.append(_parse_dimension(key, spec, fixed))
     _check(tuple(dims), base, {})
@@ -187,8 +214,22 @@ def _parse_steps(spec) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _declared(key: str) -> dict:
+    """The search distribution declared with ``key`` (``KEY: default`` in a space)."""
+    if key not in HPARAMS:
+        raise ConfigError(unknown_name_message("config key in the search space", key,
+                                               CONFIG_KEYS))
+    owner, hp = HPARAMS[key]
+    if hp.search is None:
+        raise ConfigError(f"search space {key!r}: 'default' but {owner} declares no search "
+                          f"distribution for {key}; write one, e.g. {{uniform: [low, high]}}")
+    return hp.search
+
+
 def _parse_dimension(key: str, spec, fixed: Mapping) -> Dimension:
     where = f"search space {key!r}"
+    if spec == DEFAULT:
+        spec = _declared(key)
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ConfigError(f"{where}: give exactly one of {', '.join(KINDS)} "
                           f"(e.g. {{log_uniform: [1.0e2, 1.0e6]}}), got {spec!r}")

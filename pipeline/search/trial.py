@@ -21,6 +21,7 @@ from pipeline.config import TrainConfig, make_config
 from pipeline.environments import EnvSet, load_envs
 from pipeline.environments.store import Environment
 from pipeline.errors import ConfigError
+from pipeline.outputs import write_json
 from pipeline.selection import SELECTION_RULES, train_env_keys
 from pipeline.training import TrainResult, aggregate, train
 
@@ -72,12 +73,7 @@ def read_record(records_dir: str | Path, key: str) -> dict | None:
 
 def write_record(records_dir: str | Path, record: dict) -> Path:
     """Write atomically: a record exists completely or not at all."""
-    path = record_path(records_dir, record["key"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(record_path(records_dir, record["key"]), record)
 
 
 def log_execution(records_dir: str | Path, key: str) -> None:

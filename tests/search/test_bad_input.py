@@ -11,7 +11,8 @@ import pytest
 import ray
 
 from pipeline.errors import ConfigError
-from pipeline.search.runner import SearchSpec, run_search
+from pipeline.search.runner import run_search
+from pipeline.search.spec import SearchSpec
 
 SPACES = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]}, "anneal_iters": {"int": [5, 40]},
                   "steps": {"choice": [50, 100]}}}

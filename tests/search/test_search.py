@@ -11,7 +11,8 @@ import pytest
 import ray
 
 from pipeline.__main__ import main
-from pipeline.search.runner import SearchSpec, run_search
+from pipeline.search.runner import run_search
+from pipeline.search.spec import SearchSpec
 
 SPACES = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]},
                   "penalty_weight": {"log_uniform": [10.0, 1000.0]},
@@ -59,6 +60,8 @@ def test_local_search_trains_every_trial_and_selects_by_the_named_rule(finished_
     assert (table["config.device"] == "cpu").all()  # no GPU share: never a GPU
     assert table["val_acc.mean"].notna().all() and table["test_acc.std"].notna().all()
     assert set(table["seeds"]) == {"0,1"}
+    # the weight the trial reached, as the trainer recorded it (after the anneal: lambda)
+    assert (table["final_penalty_weight"] == table["config.penalty_weight"]).all()
     assert pd.read_csv(out / "trials.csv")["trial_key"].tolist() == table["trial_key"].tolist()
     best = json.loads((out / "best.json").read_text())
     assert best["selection"] == "train_domain_val" and best["uses_test_data"] is False
@@ -146,7 +149,7 @@ def _one_dim(trial):
 def test_optuna_searcher_survives_a_restore_that_replays_a_finished_trial(tmp_path):
     """After a kill, Ray may restart a trial that Optuna already has as COMPLETE (Ray's own
     state lagged); the trial then reports from its done record. That must not crash."""
-    from pipeline.search.runner import NoNaNOptunaSearch
+    from pipeline.search.ray_optuna import NoNaNOptunaSearch
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
 
@@ -177,7 +180,7 @@ def test_optuna_searcher_survives_a_restore_that_replays_a_finished_trial(tmp_pa
 def test_progress_line_counts_trials_and_names_the_best():
     from types import SimpleNamespace as Trial
 
-    from pipeline.search.runner import SearchProgress
+    from pipeline.search.ray_optuna import SearchProgress
 
     trials = [
         Trial(status="TERMINATED", trial_id="a", config={"lr": 0.01},

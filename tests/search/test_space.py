@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import make_config
 from pipeline.errors import ConfigError
-from pipeline.search.space import parse_space
+from pipeline.search.space import SHARED, compose, parse_space
 
 BASE = make_config(None, method="irm").to_dict()
 
@@ -109,10 +109,12 @@ def test_every_space_in_params_yaml_is_valid():
 def _check_spaces(spaces: dict) -> None:
     from pipeline.methods import METHODS
 
-    for name, raw in spaces.items():
+    for name in spaces:
+        if name == SHARED:
+            continue
         method = name if name in METHODS else "irm"
         base = make_config(None, method=method).to_dict()
-        space = parse_space(raw, base, {})
+        space = parse_space(compose(spaces, name), base, {})
         for values in draw(space, n=25):
             make_config(None, **{**base, **values})  # every draw is a valid config
 
@@ -136,3 +138,37 @@ def test_set_wins_inside_a_branch_too():
 def test_whole_number_keys_refuse_float_ranges():
     with pytest.raises(ConfigError, match="anneal_iters is a whole number; use int or log_int"):
         parse_space({"anneal_iters": {"uniform": [50, 249]}}, BASE, {})
+
+
+# ---------------------------------------------------------------- shared ranges and defaults
+
+def test_a_space_is_the_shared_ranges_with_the_methods_own_on_top():
+    spaces = {"shared": {"hidden_dim": {"log_int": [64, 128]}, "lr": {"uniform": [1e-4, 1e-3]},
+                         "steps": {"choice": [101, 201]}},
+              "irm": {"lr": {"uniform": [1e-3, 1e-2]}, "penalty_weight": "default",
+                      "hidden_dim": None}}
+    raw = compose(spaces, "irm")
+    # lr replaced in place (the order dimensions are sampled in), hidden_dim left out
+    assert list(raw) == ["lr", "steps", "penalty_weight"]
+    assert raw["lr"] == {"uniform": [1e-3, 1e-2]}
+    space = parse_space(raw, make_config(None, method="irm").to_dict(), {})
+    assert space.describe()["penalty_weight"] == {"log_uniform": [1.0e2, 1.0e6]}  # declared
+    assert space.steps == (101, 201)
+
+
+def test_default_takes_the_distribution_declared_with_the_key():
+    from pipeline.config import HPARAMS
+
+    base = make_config(None, method="andmask").to_dict()
+    space = parse_space({"andmask_tau": "default"}, base, {})
+    assert space.describe()["andmask_tau"] == HPARAMS["andmask_tau"][1].search
+    with pytest.raises(ConfigError, match="declares no search distribution for batch_size"):
+        parse_space({"batch_size": "default"}, base, {})
+
+
+def test_the_shared_part_is_not_a_space_and_unknown_spaces_are_named():
+    spaces = {"shared": {}, "irm": {}}
+    with pytest.raises(ConfigError, match="every space shares"):
+        compose(spaces, SHARED)
+    with pytest.raises(ConfigError, match="valid choices: irm"):
+        compose(spaces, "vrexx")
