@@ -45,7 +45,8 @@ from harness import Timing, machine_banner  # noqa: E402
 from pipeline.config import TrainConfig, make_config  # noqa: E402
 from pipeline.environments import EnvSet, load_envs, make_envs  # noqa: E402
 from pipeline.environments.store import save_envset  # noqa: E402
-from pipeline.search.runner import SearchSpec, run_search  # noqa: E402
+from pipeline.search.runner import run_search
+from pipeline.search.spec import SearchSpec  # noqa: E402
 from pipeline.search.trial import TrialSetup, recorded_config  # noqa: E402
 from pipeline.training import TrainResult, train  # noqa: E402
 

@@ -47,7 +47,7 @@ from harness import (  # noqa: E402
 
 from pipeline.config import make_config  # noqa: E402
 from pipeline.environments import load_envs  # noqa: E402
-from pipeline.reference import train_reference  # noqa: E402
+from pipeline.plain_loop import train_plain  # noqa: E402
 from pipeline.training import train  # noqa: E402
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -93,7 +93,7 @@ def time_plain(cfg, seeds, envs) -> float:
     total = 0.0
     for seed in seeds:
         record: dict = {}
-        train_reference(cfg, seed, envs, "cpu", record=record)
+        train_plain(cfg, seed, envs, "cpu", record=record)
         total += record["loop_seconds"][0]
     return total / (cfg.steps * len(seeds))
 
@@ -201,7 +201,7 @@ def accuracy(args, envs, seeds) -> None:
     """Final test accuracy of the plain loop and of ``auto`` over the same seeds."""
     full = dict(steps=args.accuracy_steps, device="cpu")
     start = time.perf_counter()
-    plain = [train_reference(make_config(args.preset, **full), s, envs) for s in seeds]
+    plain = [train_plain(make_config(args.preset, **full), s, envs) for s in seeds]
     batched = train(make_config(args.preset, dtype="auto", **full), seeds, envset=envs)
     print(f"\naccuracy after {args.accuracy_steps} steps, seeds {seeds} "
           f"({time.perf_counter() - start:.0f} s):")

@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import PRESETS, coerce, make_config
-from pipeline.errors import ConfigError, lookup, unknown_name_message
+from pipeline.config import PRESET_PROVENANCE, PRESETS, make_config
+from pipeline.errors import ConfigError, lookup
+from pipeline.seeds import check_seeds
 from pipeline.training import ProgressFn, train
-
-# How each preset's hyperparameters were chosen (facebookresearch/InvariantRiskMinimization@fc185d0:
-# code/colored_mnist/reproduce_paper_results.sh).
-PRESET_PROVENANCE = {
-    "irm_paper": ("IRM paper's search, selected by min(train env 0, train env 1, test)", True),
-    "erm_paper": ("IRM paper's 'reasonable' ERM hyperparameters, not searched", False),
-    "gray_paper": ("IRM paper's search for the grayscale model, same test-using criterion",
-                   True),
-}
 
 
 def check_fresh_seeds(seeds: Sequence[int], used: Sequence[int]) -> list[int]:
     """``seeds`` as a list, refused if any of them was already used to select the config."""
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"evaluation seeds must be distinct and non-empty (got {seeds})")
+    seeds = check_seeds(seeds, "evaluation seeds")
     overlap = sorted(set(seeds) & {int(s) for s in used})
     if overlap:
         raise ConfigError(f"evaluation seeds {overlap} were search seeds too; evaluate with "
@@ -110,65 +99,9 @@ def evaluate_preset(preset: str, dataset: str, seeds: Sequence[int],
     return result
 
 
-# -- the evaluate stage's settings (params.yaml: evaluate) --------------------------------------
-
 # Keys that change how a run executes or what it measures, never what it learns: they may be
 # set for every evaluation, selected configurations included, without changing the selection.
 EXECUTION_KEYS = ("device", "threads", "formulation", "eval_every")
-EVALUATE_KEYS = ("seeds", "execution", "preset_set")
-PRESET_FIXED = ("method", "dataset", "envs_dir")  # what makes a preset that preset
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    seeds: list[int]  # fresh seeds: no search trial used them
-    execution: dict  # EXECUTION_KEYS only, for every evaluation
-    preset_set: dict  # deviations from the published presets (recorded in each result)
-
-
-def evaluation_settings(section: dict | None) -> EvaluationSettings:
-    """Validate ``params.yaml: evaluate``; every error names the key and the valid choices."""
-    section = checked_section("evaluate", section, EVALUATE_KEYS)
-    seeds = section.get("seeds", [1000, 1001, 1002])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                              for s in seeds):
-        raise ConfigError(f"evaluate.seeds = {seeds!r} must be a list of integers, e.g. "
-                          "[1000, 1001, 1002]")
-    execution = mapping_param("evaluate.execution", section.get("execution"))
-    for key in execution:
-        if key not in EXECUTION_KEYS:
-            raise ConfigError(unknown_name_message(
-                "key in evaluate.execution (execution settings only; they never change what "
-                "a run learns)", key, EXECUTION_KEYS))
-    preset_set = mapping_param("evaluate.preset_set", section.get("preset_set"))
-    for key in preset_set:
-        if key in PRESET_FIXED:  # a preset is a method's published config on a dataset
-            raise ConfigError(f"evaluate.preset_set.{key}: a preset's {key} is not a "
-                              "deviation it can take; choose another preset or study entry")
-        if key in execution:
-            raise ConfigError(f"{key} is set in both evaluate.execution and "
-                              "evaluate.preset_set; set it in one of them")
-    execution = {k: coerce(k, v) for k, v in execution.items()}
-    preset_set = {k: coerce(k, v) for k, v in preset_set.items()}
-    make_config("erm_paper", **preset_set, **execution)  # ranges and names, before any work
-    return EvaluationSettings(check_fresh_seeds(seeds, []), execution, preset_set)
-
-
-def checked_section(name: str, section: dict | None, keys: Sequence[str]) -> dict:
-    """A copy of ``params.yaml: NAME``, refused if a key is not one of ``keys``."""
-    section = dict(section or {})
-    for key in section:
-        if key not in keys:
-            raise ConfigError(unknown_name_message(f"key in params.yaml '{name}'", key, keys))
-    return section
-
-
-def mapping_param(key: str, value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} = {value!r} must be a mapping of config keys to values")
-    return dict(value)
 
 
 def curve_rows(result: dict) -> list[dict]:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.evaluate import curve_rows, evaluate_preset, evaluate_selected, evaluation_settings
-from pipeline.reporting import result_table
+from pipeline.evaluate import curve_rows, evaluate_preset, evaluate_selected
+from pipeline.outputs import write_json
+from pipeline.params.evaluate import evaluation_settings
+from pipeline.terminal import print_progress, result_table
 
 
 def main() -> None:
@@ -48,7 +50,7 @@ def main() -> None:
               "report shows this row as such", flush=True)
     else:
         print(result_table(result), flush=True)
-    write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
+    write_json(args.out, result, sort_keys=True)
     rows = curve_rows(result)
     args.curves.parent.mkdir(parents=True, exist_ok=True)
     with open(args.curves, "w", newline="") as f:
@@ -63,18 +65,6 @@ def selected_dataset(search: Path) -> str | None:
         return json.loads((search / "best.json").read_text())["config"]["dataset"]
     except (OSError, ValueError, KeyError):
         return None  # evaluate_selected says what is wrong with the search
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def print_progress(info: dict) -> None:
-    print(f"step {info['step']}/{info['steps'] - 1}: train {100 * info['train_acc']:.1f}%, "
-          f"test {100 * info['test_acc']:.1f}%, {info['elapsed_s']:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ Writes the full result (JSON, with provenance) and prints its accuracy table.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import yaml
 
-from pipeline.protocol import evaluate_protocol_row, protocol_settings
-from pipeline.reporting import result_table
-from stages.evaluate import print_progress, write_atomic
+from pipeline.outputs import write_json
+from pipeline.params.protocol import protocol_settings
+from pipeline.protocol import evaluate_protocol_row
+from pipeline.terminal import print_progress, result_table
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     result = evaluate_protocol_row(settings, args.row, args.dataset, str(args.envs_dir),
                                    print_progress)
     print(result_table(result), flush=True)
-    write_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
+    write_json(args.out, result, sort_keys=True)
 
 
 if __name__ == "__main__":

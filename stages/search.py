@@ -5,7 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.search.runner import run_search, spec_from_params
+from pipeline.params.search import spec_from_params
+from pipeline.search.runner import run_search
 
 
 def main() -> None:

@@ -6,16 +6,11 @@ import json
 
 import pytest
 
-from pipeline.config import PRESETS, make_config
+from pipeline.config import PRESET_PROVENANCE, PRESETS, make_config
 from pipeline.errors import ConfigError
-from pipeline.evaluate import (
-    PRESET_PROVENANCE,
-    curve_rows,
-    evaluate_preset,
-    evaluate_selected,
-    evaluation_settings,
-)
-from pipeline.reporting import accuracy_markdown
+from pipeline.evaluate import curve_rows, evaluate_preset, evaluate_selected
+from pipeline.params.evaluate import evaluation_settings
+from pipeline.report.tables import accuracy_markdown
 from pipeline.training import train
 
 

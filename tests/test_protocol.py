@@ -1,4 +1,5 @@
-"""The protocol table: settings, one row trained on real data, and its tables."""
+"""The protocol table's rows: settings and one row trained on real data (the tables:
+tests/report/test_tables.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,8 @@ import pytest
 
 from pipeline.config import PRESETS
 from pipeline.errors import ConfigError
-from pipeline.protocol import (
-    PUBLISHED_PROTOCOL_ROWS,
-    evaluate_protocol_row,
-    protocol_latex,
-    protocol_markdown,
-    protocol_rows,
-    protocol_settings,
-)
+from pipeline.params.protocol import protocol_settings
+from pipeline.protocol import evaluate_protocol_row
 
 SECTION = {"datasets": ["colored_fashion_mnist"], "rows": ["erm", "irm", "vrex", "erm_lenet"],
            "preset": "irm_paper", "seeds": [0, 1],
@@ -81,30 +76,3 @@ def test_a_row_trains_the_preset_with_its_changes_and_records_them(protocol_resu
     assert vrex["provenance"]["changes"]["method"] == "vrex"
     assert erm["seeds"] == [0, 1]
     assert "test_gray_acc" in erm["metrics"]
-
-
-def test_tables_state_the_data_the_selection_and_hide_published_deltas_on_reduced_data(
-        protocol_results):
-    settings, results = protocol_results
-    rows = protocol_rows(results)
-    assert [r["row"] for r in rows] == ["erm", "vrex"]
-    assert all(r["published"] is None for r in rows)  # Fashion-MNIST, reduced: no anchor
-    md = protocol_markdown(results, settings.preset)
-    assert "USES TEST DATA" in md and "REDUCED" in md
-    assert "Deviation: 2 seeds (the published runs: 10)" in md
-    assert "vrex_penalty=squared_difference" in md
-    for name, pub in PUBLISHED_PROTOCOL_ROWS.items():
-        assert f"{name} {pub['train'][0]} / {pub['test'][0]}" in md
-    tex = protocol_latex(results, settings.preset)
-    assert tex.count(r"\\") >= len(rows) + len(PUBLISHED_PROTOCOL_ROWS)
-    assert r"\toprule" in tex and "colored\\_fashion\\_mnist" in tex
-
-
-def test_published_rows_appear_beside_full_mnist_results_only(protocol_results):
-    _, results = protocol_results
-    fake = copy.deepcopy(results[0])
-    fake["data"].update({"dataset": "colored_mnist", "reduced": False})
-    (row,) = protocol_rows([fake])
-    assert row["published"] == PUBLISHED_PROTOCOL_ROWS["erm"]
-    fake["data"]["reduced"] = True
-    assert protocol_rows([fake])[0]["published"] is None

@@ -205,7 +205,9 @@ def test_search_with_half_a_gpu_per_trial_runs_every_trial_on_cuda(local_ray_gpu
                                                                    tiny_envs_dir):
     import pandas as pd
 
-    from pipeline.search.runner import concurrent_trials, run_search, spec_from_params
+    from pipeline.params.search import spec_from_params
+    from pipeline.search.ray_optuna import concurrent_trials
+    from pipeline.search.runner import run_search
 
     section = {"sampler": "random", "trials": 4, "seeds": 2, "seed": 0,
                "cpus_per_trial": 1, "gpus_per_trial": 0.5, "report_every": 5,
