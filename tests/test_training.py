@@ -9,7 +9,7 @@ import torch
 
 from pipeline.config import make_config
 from pipeline.errors import ConfigError
-from pipeline.reference import train_reference
+from pipeline.plain_loop import train_plain
 from pipeline.training import Trainer, train
 
 
@@ -48,7 +48,7 @@ def test_trainer_matches_plain_loop_written_like_irm_main(tiny_envs, method, est
                penalty_weight=weight)
     result = train(cfg, [11], envset=tiny_envs)
     record: dict[str, list[float]] = {}
-    expected = train_reference(cfg, 11, tiny_envs, record=record)
+    expected = train_plain(cfg, 11, tiny_envs, record=record)
     keys = ("nll", "penalty", "objective") if method == "irm" else ("nll", "objective")
     for key in keys:  # step by step, before and after the anneal
         got = result.curves[key][0]

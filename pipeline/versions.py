@@ -1,4 +1,4 @@
-"""What produced a result: library versions, git revision, thread count and device."""
+"""What produced a result: library versions and the git revision (the report adds the rest)."""
 
 from __future__ import annotations
 

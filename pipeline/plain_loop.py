@@ -32,7 +32,7 @@ def _penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.sum(grad**2)
 
 
-def train_reference(cfg: TrainConfig, seed: int, envset: EnvSet,
+def train_plain(cfg: TrainConfig, seed: int, envset: EnvSet,
                     device: str | torch.device = "cpu",
                     record: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Train one seed of an IRM/ERM config the way ``main.py`` does; final accuracy per env.
