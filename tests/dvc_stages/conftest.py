@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline_dvc.copy import dvc, git, make_copy, tiny_params
+from tests.dvc_stages.project_copy import dvc, git, make_copy, tiny_params
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import copy
 import pytest
 import yaml
 
-from tests.pipeline_dvc.copy import dvc, stages_run, tree_digest
+from tests.dvc_stages.project_copy import dvc, stages_run, tree_digest
 
 
 def _edit(params: dict, path: str, value) -> dict:

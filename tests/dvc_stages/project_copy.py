@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.pipeline_dvc.imports import ROOT
+from tests.dvc_stages.import_graph import ROOT
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -28,12 +28,10 @@ def tiny_params() -> dict:
     datasets["colored_fashion_mnist"]["n_train"] = 600
     datasets["sem"].update({"reps": 2, "n_samples": 200})
     tiny["search"].update({"trials": 2, "seeds": 1, "report_every": 5})
-    for name in ("erm", "irm"):
-        space = tiny["search_spaces"][name]
-        space["hidden_dim"] = {"log_int": [8, 16]}
-        space["steps"] = {"choice": [10, 20]}
-        if "anneal_iters" in space:
-            space["anneal_iters"] = {"int": [2, 8]}
+    shared = tiny["search_spaces"]["shared"]  # every method's space starts from it
+    shared["hidden_dim"] = {"log_int": [8, 16]}
+    shared["steps"] = {"choice": [10, 20]}
+    tiny["search_spaces"]["irm"]["anneal_iters"] = {"int": [2, 8]}
     tiny["evaluate"] = {"seeds": [1000, 1001], "execution": {"threads": 1, "eval_every": 5},
                         "preset_set": {"dtype": "auto", "steps": 20, "hidden_dim": 16,
                                        "anneal_iters": 5}}

@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from tests.pipeline_dvc.copy import dvc, git, stages_run, tiny_params, tree_digest
+from tests.dvc_stages.project_copy import dvc, git, stages_run, tiny_params, tree_digest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -154,6 +154,27 @@ def test_editing_one_search_space_reruns_only_what_it_affects(repo):
         params_path.write_text(original)
     # back to the committed params: DVC's run cache restores the outputs, nothing retrains
     assert stages_run(dvc(repo, "repro").stdout) == set()
+
+
+def test_editing_a_caption_or_a_published_number_reruns_only_the_report(repo):
+    """Presentation is the report's alone: no training stage depends on captions, tables or
+    published numbers, so editing them costs one report stage, never a retraining."""
+    edits = {"pipeline/report/tables.py": ("Accuracy (%) of the final evaluation",
+                                           "Accuracy (%) of the final evaluations"),
+             "pipeline/report/published.py": ("(87.4, 0.2)", "(87.5, 0.2)")}
+    originals = {}
+    try:
+        for rel, (old, new) in edits.items():
+            path = repo / rel
+            originals[path] = path.read_text()
+            assert old in originals[path], (rel, old)  # the edit must change something
+            path.write_text(originals[path].replace(old, new, 1))
+        status = json.loads(dvc(repo, "status", "--json").stdout)
+        assert set(status) == {"report"}, status
+    finally:
+        for path, text in originals.items():
+            path.write_text(text)
+    assert json.loads(dvc(repo, "status", "--json").stdout) == {}
 
 
 def test_experiments_show_and_metrics_diff(repo):

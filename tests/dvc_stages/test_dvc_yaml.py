@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline_dvc.imports import ROOT, import_closure
+from tests.dvc_stages.import_graph import ROOT, import_closure
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -43,7 +43,7 @@ def test_code_deps_are_the_stage_scripts_import_closure(name):
 def test_matrix_stages_track_only_their_own_space(name):
     params = stage_of(name)["params"]
     if name == "search":  # one method's space: editing it re-runs only that method's searches
-        assert params == ["search", "search_spaces.${item.method}"]
+        assert params == ["search", "search_spaces.shared", "search_spaces.${item.method}"]
     else:  # the preset deviations do not re-run the selected configurations
         assert "evaluate" not in params and "evaluate.preset_set" not in params
 
@@ -65,9 +65,12 @@ def test_paper_profile_has_the_same_keys_and_the_full_protocol():
     assert PAPER["search"]["trials"] == 50 and PAPER["search"]["seeds"] == 10
     assert PAPER["search"]["sampler"] == "random"  # the IRM paper's random search
     assert PAPER["search"]["selection"] == "irm_paper" and PAPER["search"]["set"] == {}
-    for space in ("irm", "vrex", "erm"):
-        assert PAPER["search_spaces"][space]["steps"] == {"choice": [101, 201, 301, 401, 501]}
-        assert PAPER["search_spaces"][space]["hidden_dim"] == {"log_int": [64, 512]}
+    shared = PAPER["search_spaces"]["shared"]  # every method's space starts from it
+    assert shared["steps"] == {"choice": [101, 201, 301, 401, 501]}
+    assert shared["hidden_dim"] == {"log_int": [64, 512]}
+    for space in ("irm", "vrex"):
+        assert PAPER["search_spaces"][space] == {"anneal_iters": "default",
+                                                  "penalty_weight": "default"}
     assert PAPER["evaluate"]["seeds"] == list(range(1000, 1010))
     assert PAPER["evaluate"]["preset_set"] == {}
     assert PAPER["make_envs"]["datasets"]["colored_fashion_mnist"]["n_train"] is None
@@ -77,10 +80,11 @@ def test_paper_profile_has_the_same_keys_and_the_full_protocol():
 @pytest.mark.parametrize("params", [PARAMS, PAPER], ids=["default", "paper"])
 def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
     from pipeline.environments import resolve_dataset_params
-    from pipeline.evaluate import evaluation_settings
-    from pipeline.report import study_settings
-    from pipeline.search.runner import resolve, spec_from_params
-    from pipeline.sem_study import sem_settings
+    from pipeline.params.evaluate import evaluation_settings
+    from pipeline.params.search import spec_from_params
+    from pipeline.params.sem import sem_settings
+    from pipeline.params.study import study_settings
+    from pipeline.search.spec import resolve
 
     study = study_settings(params["study"])
     for dataset, overrides in params["make_envs"]["datasets"].items():
