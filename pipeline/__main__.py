@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -13,8 +14,9 @@ from pipeline.environments import DATASETS, DEFAULT_ENVS_DIR, make_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
-from pipeline.reporting import result_table
+from pipeline.schedules import HPARAMS as SCHEDULE_KEYS
 from pipeline.schedules import SCHEDULES
+from pipeline.terminal import print_progress, result_table
 
 DESCRIPTION = """\
 Invariant Risk Minimization experiments, reproducibly.
@@ -23,6 +25,7 @@ commands:
   make-envs   build a dataset's environments once and save them with a manifest
   train       train a method for K seeds (one batched model) and print per-environment accuracy
   schedule    print or plot a penalty-weight schedule (constant, step, linear, polynomial, ...)
+  hparams     every config key: its default, valid values and default search distribution
   summarize   a markdown table of train results
   search      a hyperparameter search: Ray Tune runs the trials, Optuna samples, a rule selects
   rerun       retrain one finished search trial outside Ray Tune and check its numbers
@@ -50,24 +53,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _progress(info: dict) -> None:
-    tests = "  ".join(f"{k[:-4]} {100 * v:5.1f}%" for k, v in info.items()
-                      if k.endswith("_acc") and k != "train_acc")
-    if info["evaluated_at"] != info["step"]:
-        tests += f" (at step {info['evaluated_at']})"
-    print(f"step {info['step']:>5}/{info['steps'] - 1}  lambda {info['penalty_weight']:<10.4g} "
-          f"train {100 * info['train_acc']:5.1f}%  {tests}  "
-          f"diverged {info['diverged']}  {info['elapsed_s']:.0f}s elapsed, "
-          f"~{info['eta_s']:.0f}s left", file=sys.stderr, flush=True)
-
-
 def cmd_make_envs(args: argparse.Namespace) -> int:
-    params = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        params[key.strip()] = _yaml_value(value)
+    params = parse_set(args.set, convert=_yaml_value)  # dataset parameters: YAML values
     if args.source is not None:
         params["source"] = args.source
     out = make_envs(args.dataset, seed=args.seed, out_dir=args.out, params=params)
@@ -78,7 +65,7 @@ def cmd_make_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _yaml_value(text: str):
+def _yaml_value(key: str, text: str):
     import yaml
 
     return yaml.safe_load(text)
@@ -96,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = make_config(args.preset, **overrides)
     print(f"training {cfg.method} on {cfg.dataset} with {len(args.seeds)} seeds "
           f"({args.seeds[0]}..{args.seeds[-1]}), {cfg.steps} steps", file=sys.stderr)
-    result = train(cfg, args.seeds, progress=None if args.quiet else _progress)
+    result = train(cfg, args.seeds, progress=None if args.quiet else print_progress)
     print(result_table(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +92,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hparams(args: argparse.Namespace) -> int:
+    from pipeline.config import HPARAMS
+
+    owners: dict[str, list[str]] = {}
+    for name, (owner, _) in HPARAMS.items():
+        owners.setdefault(owner, []).append(name)
+    wanted = args.owner.lower() if args.owner else None
+    for owner, names in owners.items():
+        if wanted and wanted not in owner.lower():
+            continue
+        print(f"{owner}:")
+        for name in names:
+            hp = HPARAMS[name][1]
+            search = "" if hp.search is None else f"  search: {json.dumps(hp.search)}"
+            print(f"  {name:<22} default {json.dumps(hp.default):<14} valid {hp.valid():<24}"
+                  f"{search}")
+            print(f"  {'':<22} {hp.help}")
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from pipeline.reporting import markdown_summary
+    from pipeline.terminal import markdown_summary
 
     results = []
     for path in args.results:
@@ -162,7 +169,8 @@ def _load_params(path: Path, explicit: bool) -> dict:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from pipeline.search.runner import run_search, spec_from_params
+    from pipeline.params.search import spec_from_params
+    from pipeline.search.runner import run_search
 
     params = _load_params(args.params, args.params_given)
     section = dict(params.get("search") or {})
@@ -332,6 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("hparams", help="every config key: default, valid values, search range",
+                       description="List every hyperparameter (config key) as it is declared: "
+                       "its owner (the training loop, a method, the schedules, augmentation), "
+                       "default, valid values, default search distribution (what `KEY: "
+                       "default` means in a search space) and what it does.")
+    p.add_argument("--owner", default=None, metavar="TEXT",
+                   help="only owners whose name contains TEXT, e.g. fishr or schedules")
+    p.set_defaults(func=cmd_hparams)
+
     p = sub.add_parser("summarize", help="a markdown table of train results (JSON files)",
                        description="Print one markdown row per `train --out` JSON file: "
                        "dataset and source (REDUCED flagged), method, config, seeds, dtype, "
@@ -344,9 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "step; print key steps and optionally save a plot.")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS))
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="schedule keys: schedule, penalty_weight, anneal_iters, "
-                   "weight_before_anneal, ramp_iters, poly_k, poly_power, exp_rate, "
-                   "penalty_cap, step_milestones, step_values")
+                   help="schedule keys: " + ", ".join(SCHEDULE_KEYS))
     p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
     p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
     p.set_defaults(func=cmd_schedule)
@@ -438,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head` closed the pipe: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 if __name__ == "__main__":
