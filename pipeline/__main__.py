@@ -14,6 +14,7 @@ from pipeline.environments import DATASETS, DEFAULT_ENVS_DIR, make_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
+from pipeline.outputs import write_json
 from pipeline.schedules import HPARAMS as SCHEDULE_KEYS
 from pipeline.schedules import SCHEDULES
 from pipeline.terminal import print_progress, result_table
@@ -105,8 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, args.seeds, progress=None if args.quiet else print_progress)
     print(result_table(result))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        write_json(args.out, result.to_dict())
         print(f"wrote {args.out}")
     return 0
 
@@ -361,8 +361,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
               for n, at in stored.get("at_steps", {}).items()]
     different = [name for name, a, b in parts if a != b]
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(again, indent=1) + "\n")
+        write_json(args.out, again)
         print(f"wrote {args.out}")
     if different:
         print(f"DIFFERENT from the stored trial at: {', '.join(different)} (stored on "

@@ -22,8 +22,8 @@ from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
 from pipeline.models import MODELS, StackedMLP, build_stacked, squared_weight_norm
 from pipeline.precision import machine_info, resolve_formulation, resolve_precision
-from pipeline.versions import git_revision, library_versions
 from pipeline.seeds import check_seeds, derive_seed
+from pipeline.versions import git_revision, library_versions
 
 ProgressFn = Callable[[dict], None]
 

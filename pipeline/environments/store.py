@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.outputs import write_json
 
 MANIFEST = "manifest.json"
 
@@ -86,9 +87,7 @@ def save_envset(envs: list[Environment], manifest: dict, out_dir: Path) -> Path:
         entries.append({"name": env.name, "role": env.role, "size": len(env),
                         "params": env.params, "file": file.name, "sha256": sha256_file(file)})
     manifest = {**manifest, "environments": entries}
-    path = out_dir / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_json(out_dir / MANIFEST, manifest, indent=2, sort_keys=True)
 
 
 def load_envset(path: Path | str) -> EnvSet:

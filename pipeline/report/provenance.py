@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.versions import git_revision, library_versions
 from pipeline.report.inputs import Inputs
 from pipeline.training import computed_dtype
+from pipeline.versions import git_revision, library_versions
 
 REPORT_STAGE = "report"
 

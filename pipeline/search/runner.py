@@ -27,6 +27,7 @@ import optuna
 from ray import tune
 
 from pipeline.errors import ConfigError
+from pipeline.outputs import write_json
 from pipeline.search.ray_optuna import Log, _new_tuner, _stderr, concurrent_trials, connect
 from pipeline.search.spec import Resolved, SearchSpec, resolve
 from pipeline.search.table import collect, summary, write_outputs
@@ -64,7 +65,7 @@ def claim_out(resolved: Resolved) -> None:
     resolved.out.mkdir(parents=True, exist_ok=True)
     marker = resolved.out / "search.json"
     if not marker.is_file():
-        marker.write_text(json.dumps(resolved.describe(), indent=1) + "\n")
+        write_json(marker, resolved.describe())
 
 
 def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:

@@ -15,11 +15,11 @@ from pathlib import Path
 from pipeline.config import make_config
 from pipeline.environments import load_envs
 from pipeline.errors import ConfigError, check_range, lookup, unknown_name_message
-from pipeline.versions import git_revision, library_versions
 from pipeline.search.space import SearchSpace, compose, parse_space
 from pipeline.search.trial import TrialSetup
 from pipeline.seeds import check_seeds
 from pipeline.selection import SELECTION_RULES
+from pipeline.versions import git_revision, library_versions
 
 # name -> (Optuna sampler class, its keyword arguments besides the seed); constant liar:
 # concurrent TPE trials do not all ask for the same point

@@ -9,10 +9,10 @@ from pathlib import Path
 from pipeline.config import make_config
 from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
-from pipeline.versions import library_versions
 from pipeline.search.spec import Resolved
 from pipeline.search.trial import read_record, rows_of
 from pipeline.selection import SELECTION_RULES, select, train_env_keys
+from pipeline.versions import library_versions
 
 
 def collect(resolved: Resolved, grid) -> list[dict]:

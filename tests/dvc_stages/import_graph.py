@@ -3,12 +3,14 @@
 Every ``import`` counts, function-level ones included (the AST is walked, not ``sys.modules``
 after import), so a lazily imported module cannot hide from a stage's DVC deps. An import under
 ``if TYPE_CHECKING:`` never runs: it is no edge. ``python -m tests.dvc_stages.import_graph
-stages.search`` prints a stage's code deps as dvc.yaml lists them.
+stages.search`` prints a stage's code deps as dvc.yaml lists them; ``--rewrite-dvc-yaml`` puts
+every stage's into dvc.yaml (after an import changed; tests/dvc_stages checks they agree).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -100,7 +102,33 @@ def dvc_deps(module: str) -> list[str]:
     return sorted(out)
 
 
+def rewrite_dvc_yaml(path: Path = ROOT / "dvc.yaml") -> None:
+    """Replace every stage's code deps (under pipeline/ and stages/) with its import closure;
+    the other deps (data, results, profiles), comments and order of the file stay."""
+    lines, out, script = path.read_text().split("\n"), [], None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        found = re.search(r"python -m (stages\.\w+)", line)
+        script = found.group(1) if found else script
+        out.append(line)
+        i += 1
+        deps = re.match(r"(\s+)deps:", line)
+        if not deps:
+            continue
+        item = deps.group(1) + "  - "
+        kept = []
+        while i < len(lines) and lines[i].startswith(item):
+            if not lines[i][len(item):].startswith(PROJECT):
+                kept.append(lines[i])
+            i += 1
+        out += kept + [item + dep for dep in dvc_deps(script)]
+    path.write_text("\n".join(out))
+
+
 if __name__ == "__main__":
-    for stage in sys.argv[1:]:
+    if sys.argv[1:] == ["--rewrite-dvc-yaml"]:
+        rewrite_dvc_yaml()
+    for stage in (a for a in sys.argv[1:] if not a.startswith("--")):
         print(f"{stage}:")
         print("\n".join(f"  - {dep}" for dep in dvc_deps(stage)))

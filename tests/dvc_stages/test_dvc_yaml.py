@@ -36,7 +36,8 @@ def code_deps(stage: dict) -> set[Path]:
 def test_code_deps_are_the_stage_scripts_import_closure(name):
     stage = stage_of(name)
     script = re.search(r"python -m (stages\.\w+)", stage["cmd"]).group(1)
-    assert code_deps(stage) == import_closure(script)
+    assert code_deps(stage) == import_closure(script), (
+        "dvc.yaml is out of date: python -m tests.dvc_stages.import_graph --rewrite-dvc-yaml")
 
 
 @pytest.mark.parametrize("name", ["search", "evaluate"])
