@@ -6,16 +6,21 @@ from pathlib import Path
 import yaml
 
 from pipeline.environments import make_envs
+from pipeline.params.make_envs import make_envs_settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params = yaml.safe_load(Path("params.yaml").read_text())["make_envs"]
-    make_envs(args.dataset, seed=params["seed"], out_dir=args.out,
-              params=params["datasets"][args.dataset])
+    settings = make_envs_settings(yaml.safe_load(args.params.read_text()).get("make_envs"))
+    if args.dataset not in settings.datasets:
+        raise SystemExit(f"--dataset {args.dataset} is not in make_envs.datasets "
+                         f"({', '.join(settings.datasets)})")
+    make_envs(args.dataset, seed=settings.seed, out_dir=args.out,
+              params=settings.datasets[args.dataset])
 
 
 if __name__ == "__main__":

@@ -32,3 +32,18 @@ def test_settings_from_params_yaml():
         sem_settings({"irm_lrs": 0.1})
     with pytest.raises(ConfigError, match="methods = 'erm' must be a list"):
         sem_settings({"methods": "erm"})
+
+
+def test_make_envs_section_names_a_bad_dataset_parameter_or_seed():
+    from pipeline.params.make_envs import make_envs_settings
+
+    settings = make_envs_settings({"seed": 3, "datasets": {"sem": {"reps": 2}}})
+    assert settings.seed == 3 and settings.datasets == {"sem": {"reps": 2}}
+    with pytest.raises(ConfigError, match="colored_mnsit.*did you mean 'colored_mnist'"):
+        make_envs_settings({"datasets": {"colored_mnsit": {}}})
+    with pytest.raises(ConfigError, match="n_trian"):
+        make_envs_settings({"datasets": {"colored_fashion_mnist": {"n_trian": 10}}})
+    with pytest.raises(ConfigError, match="make_envs.seed = -1 is out of range"):
+        make_envs_settings({"seed": -1})
+    with pytest.raises(ConfigError, match="key in params.yaml 'make_envs'"):
+        make_envs_settings({"seeds": 0})

@@ -6,6 +6,7 @@ choices, before anything is trained. A stage imports only its own section's modu
 code deps hold no other section's checks.
 
 - ``study``: what the DVC stages run (``study_settings``)
+- ``make_envs``: the data seed and each dataset's parameters (``make_envs_settings``)
 - ``search``: a search's settings (``spec_from_params``)
 - ``evaluate``: the final evaluation (``evaluation_settings``)
 - ``protocol``: the protocol table (``protocol_settings``)

@@ -80,16 +80,15 @@ def test_paper_profile_has_the_same_keys_and_the_full_protocol():
 
 @pytest.mark.parametrize("params", [PARAMS, PAPER], ids=["default", "paper"])
 def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
-    from pipeline.environments import resolve_dataset_params
     from pipeline.params.evaluate import evaluation_settings
+    from pipeline.params.make_envs import make_envs_settings
     from pipeline.params.search import spec_from_params
     from pipeline.params.sem import sem_settings
     from pipeline.params.study import study_settings
     from pipeline.search.spec import resolve
 
     study = study_settings(params["study"])
-    for dataset, overrides in params["make_envs"]["datasets"].items():
-        resolve_dataset_params(dataset, overrides)
+    make_envs_settings(params["make_envs"])
     settings = evaluation_settings(params["evaluate"])
     assert not set(settings.seeds) & set(range(params["search"]["seeds"]))
     sem_settings(params["sem_study"])

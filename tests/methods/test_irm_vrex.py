@@ -1,4 +1,4 @@
-"""Each penalty against a brute-force computation on small tensors."""
+"""IRM's and V-REx's penalties and ERM's risk against brute force on small tensors."""
 
 from __future__ import annotations
 
