@@ -85,11 +85,12 @@ def _field(hp: HParam):
 def _post_init(self) -> None:
     for name in HPARAMS:  # frozen: set once, here, to the declared type
         object.__setattr__(self, name, coerce(name, getattr(self, name)))
-    validate(self)
+    # built (and so checked) once; not a field: to_dict and equality see only the keys
+    object.__setattr__(self, "_schedule", validate(self))
 
 
 def _schedule_obj(self) -> schedules.Schedule:
-    return schedules.Schedule.of(self)
+    return self._schedule
 
 
 def _to_dict(self) -> dict:
@@ -107,10 +108,12 @@ TrainConfig = make_dataclass(
 )
 
 
-def validate(cfg: Any) -> None:
-    """Every value against its declaration, then the checks that involve several keys."""
-    for name, (_, hp) in HPARAMS.items():
-        hp.check(name, getattr(cfg, name))
+def validate(cfg: Any) -> schedules.Schedule:
+    """Every value against its declaration, then the checks that involve several keys; returns
+    the config's schedule (which checks the schedule's keys)."""
+    for name, (owner, hp) in HPARAMS.items():
+        if owner != "pipeline.schedules":  # the Schedule below checks its own keys
+            hp.check(name, getattr(cfg, name))
     if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
         raise ConfigError(f"device = {cfg.device!r}; valid choices: auto, cpu, cuda, cuda:N")
     if cfg.irm_estimator == "two_half" and cfg.batch_size == 1:
@@ -118,7 +121,7 @@ def validate(cfg: Any) -> None:
     if cfg.aug_scale_max < cfg.aug_scale_min:
         raise ConfigError(f"aug_scale_max = {cfg.aug_scale_max!r} is out of range; allowed: "
                           f"[{cfg.aug_scale_min:g}, inf] (at least aug_scale_min)")
-    schedules.Schedule.of(cfg)  # what each schedule family needs (e.g. step's milestones)
+    return schedules.Schedule.of(cfg)  # its keys, and what each family needs (milestones)
 
 
 # -- presets: published fixed configurations, with how they were chosen ----------------------

@@ -44,9 +44,10 @@ class TrialSetup:
     def config(self, sampled: dict) -> TrainConfig:
         return make_config(None, **{**self.base, **sampled})
 
-    def key(self, sampled: dict) -> str:
-        return trial_key(self.config(sampled), self.seeds, self.record_at, self.data_sha256,
-                         self.leave_one_out)
+    def key(self, sampled: dict, cfg: TrainConfig | None = None) -> str:
+        """The trial's key; ``cfg``: its config when already built (it is checked once)."""
+        return trial_key(cfg or self.config(sampled), self.seeds, self.record_at,
+                         self.data_sha256, self.leave_one_out)
 
 
 def trial_key(cfg: TrainConfig, seeds, record_at, data_sha256: str, leave_one_out: bool) -> str:
@@ -107,16 +108,17 @@ def _checked_envs(cfg: TrainConfig, setup: TrialSetup) -> EnvSet:
     return envset
 
 
-def train_trial(setup: TrialSetup, sampled: dict, progress=None) -> dict:
+def train_trial(setup: TrialSetup, sampled: dict, progress=None,
+                cfg: TrainConfig | None = None) -> dict:
     """Train one sampled configuration and return its done record (not yet written)."""
-    cfg = setup.config(sampled)
+    cfg = cfg or setup.config(sampled)
     envset = _checked_envs(cfg, setup)
     result = train(cfg, setup.seeds, envset=envset, progress=progress,
                    record_at=setup.record_at)
     result_dict = result.to_dict()
     if setup.leave_one_out:
         add_leave_one_out(result_dict, cfg, setup, envset)
-    return {"version": RECORD_VERSION, "key": setup.key(sampled),
+    return {"version": RECORD_VERSION, "key": setup.key(sampled, cfg),
             "search_hash": setup.search_hash, "sampled": sampled, "selection": setup.selection,
             "setup": asdict(setup), "node": node_info(), "finished_at": time.time(),
             "result": result_dict}
@@ -140,7 +142,8 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
     from ray import tune
 
     start = time.perf_counter()
-    key = setup.key(sampled)
+    cfg = setup.config(sampled)  # built and checked once per trial
+    key = setup.key(sampled, cfg)
     record = read_record(setup.records_dir, key)
     if record is None:
         log_execution(setup.records_dir, key)
@@ -149,7 +152,7 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
             if info["evaluated_at"] == info["step"]:  # fresh test/val numbers only
                 tune.report(progress_metrics(info, setup, key))
 
-        record = train_trial(setup, sampled, progress=report)
+        record = train_trial(setup, sampled, progress=report, cfg=cfg)
         # the trial's own time (data, model, training, reports) beside the trainer's wall_s
         record["trial_s"] = time.perf_counter() - start
         record["trial"] = tune.get_context().get_trial_id()
