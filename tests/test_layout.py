@@ -70,3 +70,15 @@ def test_readme_is_an_entry_point():
     assert len(readme.encode()) <= 12 * 1024
     for needle in ("make reproduce", "make test", "docs/"):
         assert needle in readme
+
+
+def test_citations_name_upstream_sources_not_a_document_users_lack():
+    """Sources are cited by repository@commit and path (or paper section), never by the
+    sections of a notes file that is not in the repository."""
+    files = [*ROOT.glob("*.md"), *ROOT.glob("*.yaml"), *(ROOT / "docs").rglob("*.md"),
+             *(ROOT / "pipeline").rglob("*.py"), *(ROOT / "stages").rglob("*.py"),
+             *(ROOT / "profiles").glob("*.yaml")]
+    offending = [f"{p.relative_to(ROOT)}: {needle}" for p in files
+                 for needle in ("irm-protocols", "reference section", "../shared")
+                 if needle in p.read_text()]
+    assert offending == []

@@ -24,7 +24,7 @@ def birm_scale_grad(logits: torch.Tensor, labels: torch.Tensor, w: torch.Tensor,
 class BIRM(Method):
     """Bayesian IRM's full-batch penalty (``bayes_fullbatch``).
 
-    Source: linyongver/Bayesian-Invariant-Risk-Minmization ``main.py`` (irm-protocols.md 5.4)::
+    Source: linyongver/Bayesian-Invariant-Risk-Minmization@71f40c8, ``main.py``::
 
         ebd.re_init_with_noise(flags.prior_sd_coef/flags.data_num)
         train_logits_w = ebd(train_g).view(-1, 1)*train_logits

@@ -53,7 +53,8 @@ class PublishedSem:
 
 
 def _published(tables: dict[str, str]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
-    """Parse per-method lines 'SETUP causal causal_std noncausal noncausal_std' (section 2.5)."""
+    """Parse per-method lines 'SETUP causal causal_std noncausal noncausal_std', the layout of
+    synthetic_results.txt."""
     values: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
     for method, table in tables.items():
         for line in table.strip().splitlines():
