@@ -66,7 +66,6 @@ def cmd_make_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_make_envs(sub) -> None:
     p = sub.add_parser("make-envs", help="build and save a dataset's environments",
                        description="Build the environments of a named dataset once and save "
@@ -84,6 +83,7 @@ def add_make_envs(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a dataset parameter, e.g. train_flips=[0.2,0.1] or setups=[FEU,PES]")
     p.set_defaults(func=cmd_make_envs)
+
 
 def _yaml_value(key: str, text: str):
     import yaml
@@ -111,7 +111,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a method for K seeds and print accuracies",
                        description="Train one configuration for K seeds as one batched model; "
@@ -136,6 +135,7 @@ def add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_train)
 
+
 def cmd_hparams(args: argparse.Namespace) -> int:
     from pipeline.config import HPARAMS
 
@@ -156,7 +156,6 @@ def cmd_hparams(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_hparams(sub) -> None:
     p = sub.add_parser("hparams", help="every config key: default, valid values, search range",
                        description="List every hyperparameter (config key) as it is declared: "
@@ -166,6 +165,7 @@ def add_hparams(sub) -> None:
     p.add_argument("--owner", default=None, metavar="TEXT",
                    help="only owners whose name contains TEXT, e.g. fishr or schedules")
     p.set_defaults(func=cmd_hparams)
+
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     from pipeline.terminal import markdown_summary
@@ -182,7 +182,6 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_summarize(sub) -> None:
     p = sub.add_parser("summarize", help="a markdown table of train results (JSON files)",
                        description="Print one markdown row per `train --out` JSON file: "
@@ -190,6 +189,7 @@ def add_summarize(sub) -> None:
                        "train / test / grayscale-test accuracy and diverged members.")
     p.add_argument("results", type=Path, nargs="+", help="JSON files written by train --out")
     p.set_defaults(func=cmd_summarize)
+
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from pipeline.schedules import curve
@@ -219,7 +219,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_schedule(sub) -> None:
     p = sub.add_parser("schedule", help="print (and plot) a penalty-weight schedule",
                        description="Evaluate the penalty-weight schedule of a config at every "
@@ -230,6 +229,7 @@ def add_schedule(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="default: the config's steps")
     p.add_argument("--plot", type=Path, default=None, help="save a PNG/PDF plot here")
     p.set_defaults(func=cmd_schedule)
+
 
 def _load_params(path: Path, explicit: bool) -> dict:
     import yaml
@@ -265,7 +265,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     outcome = run_search(spec)
     failed = [r for r in outcome.table if r["status"] in ("failed", "not run")]
     return 1 if failed and len(failed) == len(outcome.table) else 0
-
 
 
 def add_search(sub) -> None:
@@ -317,6 +316,7 @@ def add_search(sub) -> None:
                    help="ASHA early stopping with this grace period in steps (must exceed "
                    "the largest anneal_iters in the space)")
     p.set_defaults(func=cmd_search)
+
 
 def _find_record(trial: str, search_dir: Path | None) -> dict:
     """A done record from its file, its Tune trial directory, or its key / Tune trial id."""
@@ -374,7 +374,6 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_rerun(sub) -> None:
     p = sub.add_parser("rerun", help="retrain one search trial outside Ray Tune",
                        description="Retrain a finished trial from its done record (config, "
@@ -389,6 +388,7 @@ def add_rerun(sub) -> None:
                    "checked by sha256)")
     p.add_argument("--out", type=Path, default=None, help="write the rerun's JSON result here")
     p.set_defaults(func=cmd_rerun)
+
 
 def _tolerance(text: str) -> float:
     """A tolerance is a finite number >= 0."""
@@ -437,7 +437,6 @@ examples:
   python -m pipeline compare reports/metrics.json other/reports/metrics.json --tolerance 0.05"""
 
 
-
 def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="how far two runs' headline numbers differ",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -448,6 +447,7 @@ def add_compare(sub) -> None:
     p.add_argument("--tolerance", type=_tolerance, default=0.0, metavar="X",
                    help="largest absolute difference that still passes (default 0: equal)")
     p.set_defaults(func=cmd_compare)
+
 
 # the subcommands, in the order --help lists them (each add_X is beside its cmd_X)
 COMMANDS = (add_make_envs, add_train, add_schedule, add_hparams, add_summarize, add_search,

@@ -77,14 +77,17 @@ HPARAMS: dict[str, tuple[str, HParam]] = merge(
 
 
 def _field(hp: HParam):
-    if isinstance(hp.default, list):
-        return field(default_factory=lambda d=hp.default: list(d))
-    return field(default=hp.default)
+    """A field of the declared type; a list-valued key is held as a tuple (immutable)."""
+    if typing.get_origin(hp.type) is list:
+        (inner,) = typing.get_args(hp.type)
+        return tuple[inner, ...], field(default=tuple(hp.default))
+    return hp.type, field(default=hp.default)
 
 
 def _post_init(self) -> None:
     for name in HPARAMS:  # frozen: set once, here, to the declared type
-        object.__setattr__(self, name, coerce(name, getattr(self, name)))
+        value = coerce(name, getattr(self, name))
+        object.__setattr__(self, name, tuple(value) if isinstance(value, list) else value)
     # built (and so checked) once; not a field: to_dict and equality see only the keys
     object.__setattr__(self, "_schedule", validate(self))
 
@@ -94,12 +97,14 @@ def _schedule_obj(self) -> schedules.Schedule:
 
 
 def _to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    """The config as plain JSON types (lists for the list-valued keys)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
 
 
 TrainConfig = make_dataclass(
     "TrainConfig",
-    [(name, hp.type, _field(hp)) for name, (_, hp) in HPARAMS.items()],
+    [(name, *_field(hp)) for name, (_, hp) in HPARAMS.items()],
     frozen=True,
     namespace={"__post_init__": _post_init, "schedule_obj": _schedule_obj, "to_dict": _to_dict,
                "__doc__": "Everything that determines a run's numbers (with the seeds); "

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.config import PRESET_PROVENANCE, PRESETS, make_config
+from pipeline.config import EXECUTION, PRESET_PROVENANCE, PRESETS, make_config
 from pipeline.errors import ConfigError, lookup
 from pipeline.seeds import check_seeds
 from pipeline.training import ProgressFn, train
@@ -101,7 +101,9 @@ def evaluate_preset(preset: str, dataset: str, seeds: Sequence[int],
 
 # Keys that change how a run executes or what it measures, never what it learns: they may be
 # set for every evaluation, selected configurations included, without changing the selection.
-EXECUTION_KEYS = ("device", "threads", "formulation", "eval_every")
+# The config's execution keys less dtype (bf16 changes the numbers: a recorded deviation, set
+# per preset or protocol), plus eval_every (what is measured, not what is learned).
+EXECUTION_KEYS = (*(k for k in EXECUTION if k != "dtype"), "eval_every")
 
 
 def curve_rows(result: dict) -> list[dict]:

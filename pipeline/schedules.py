@@ -55,10 +55,6 @@ class Schedule:
         """The schedule of a config (anything with the schedule's keys as attributes)."""
         return cls(**{name: getattr(config, name) for name in HPARAMS})
 
-    @property
-    def family(self) -> str:
-        return self.schedule
-
     def __call__(self, step: int) -> float:
         if self.schedule != "step" and step < self.anneal_iters:
             return self.weight_before_anneal
@@ -137,7 +133,6 @@ HPARAMS: dict[str, HParam] = {
     "step_values": HParam([], "step: the weight from each milestone on", low=0.0,
                           kind=list[float]),
 }
-
 
 
 def validate(s: Schedule) -> None:

@@ -189,3 +189,10 @@ def test_adding_a_hyperparameter_to_a_method_is_one_declaration():
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "{'vrex_demo': {'uniform': [0.1, 0.9]}}" in run.stdout
+
+
+def test_list_valued_keys_are_held_as_tuples_and_given_back_as_lists():
+    cfg = make_config(None, schedule="step", step_milestones=[10, 20], step_values=[1.0, 2.0])
+    assert cfg.step_milestones == (10, 20)  # no .append: the checked config stays checked
+    assert cfg.to_dict()["step_milestones"] == [10, 20]  # JSON, hashes and tables: lists
+    assert make_config(None, **cfg.to_dict()) == cfg

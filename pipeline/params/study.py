@@ -8,7 +8,7 @@ from pipeline.config import PRESETS
 from pipeline.environments import DATASETS
 from pipeline.errors import ConfigError, unknown_name_message
 from pipeline.methods import METHODS
-from pipeline.params.common import checked_section
+from pipeline.params.common import checked_section, name_list
 
 STUDY_KEYS = ("datasets", "methods", "presets")
 
@@ -27,9 +27,7 @@ def study_settings(section: dict | None) -> Study:
     section = checked_section("study", section, STUDY_KEYS)
     values = {}
     for key, registry in (("datasets", DATASETS), ("methods", METHODS), ("presets", PRESETS)):
-        names = section.get(key, [])
-        if not isinstance(names, list):
-            raise ConfigError(f"study.{key} = {names!r} must be a list of names")
+        names = name_list(f"study.{key}", section.get(key, []))
         for name in names:
             if name not in registry:
                 raise ConfigError(unknown_name_message(f"name in study.{key}:", name, registry))

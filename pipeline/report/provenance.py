@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from pipeline.report.inputs import Inputs
+from pipeline.search.space import with_declared
 from pipeline.training import computed_dtype
 from pipeline.versions import git_revision, library_versions
 
@@ -31,6 +32,14 @@ def inputs_hash(lock_path: Path) -> str | None:
 
 
 _ABSENT = object()
+
+
+def _declared_written_out(profile: dict) -> dict:
+    """The profile with its search spaces' ``KEY: default`` written out, so that the two
+    profiles are compared by what they search, not by how they spell it."""
+    if not isinstance(profile.get("search_spaces"), dict):
+        return profile
+    return {**profile, "search_spaces": with_declared(profile["search_spaces"])}
 
 
 def scale_down(params: dict, paper: dict, prefix: str = "") -> list[str]:
@@ -162,7 +171,7 @@ def provenance_markdown(inputs: Inputs, params: dict, paper: dict | None,
              *(_precision_lines(inputs) or ["- no results"]), "",
              "Model selection (search -> selected configuration):", *_selection_lines(inputs)]
     if paper is not None:
-        diffs = scale_down(params, paper)
+        diffs = scale_down(_declared_written_out(params), _declared_written_out(paper))
         lines += ["", "How this run differs from the `paper` profile (`profiles/paper.yaml`, "
                   "the full protocols):"]
         lines += [f"- {d}" for d in diffs] or ["- it does not: this is the paper profile"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.evaluate import PRESET_PROVENANCE
+from pipeline.config import PRESET_PROVENANCE
 from pipeline.report.published import (
     IRM_PUBLISHED_SETUP,
     PUBLISHED,
@@ -24,7 +24,7 @@ from pipeline.report.published import (
     PUBLISHED_SOURCE,
 )
 from pipeline.sem.study import sem_summary
-from pipeline.terminal import pm
+from pipeline.terminal import TEX_PM, pm
 from pipeline.training import computed_dtype
 
 
@@ -149,7 +149,7 @@ def accuracy_latex(results: list[dict], label: str = "tab:accuracy") -> str:
         body.append(f"{dataset} & {tex_escape(r['configuration'])} & {seeds} & "
                     f"{_pm(r['train'], True)} & {_pm(r['test'], True)} & "
                     f"{_pm(r['published_test'], True)} & {delta} \\\\")
-    caption = (tex_escape(accuracy_caption(rows)).replace("±", r"$\pm$")
+    caption = (tex_escape(accuracy_caption(rows)).replace("±", TEX_PM)
                .replace("Δ", r"$\Delta$").replace("−", "$-$"))
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrrrrr}", r"\toprule",
@@ -335,7 +335,7 @@ def sem_table_latex(rows: list[dict], label: str = "tab:sem") -> str:
             f"{_sem_pm(s['published_causal_mean'], s['published_causal_std'], True)} & "
             f"{_sem_pm(s['published_noncausal_mean'], s['published_noncausal_std'], True)} & "
             f"{regs} \\\\")
-    caption = (tex_escape(sem_caption(rows, summary)).replace("±", r"$\pm$")
+    caption = (tex_escape(sem_caption(rows, summary)).replace("±", TEX_PM)
                .replace("sigma=", r"$\sigma$=").replace("alpha=", r"$\alpha$="))
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrlllll}", r"\toprule",

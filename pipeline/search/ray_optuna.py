@@ -22,7 +22,7 @@ from pipeline.selection import SELECTION_RULES
 Log = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
+def log_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
@@ -162,16 +162,16 @@ class SearchProgress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.last = time.time()
-        _stderr(self._line(trials))
+        log_to_stderr(self._line(trials))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.last = time.time()
-        _stderr(self._line(trials) + f"  [trial {trial.trial_id} failed]")
+        log_to_stderr(self._line(trials) + f"  [trial {trial.trial_id} failed]")
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if time.time() - self.last >= self.interval_s:
             self.last = time.time()
-            _stderr(self._line(trials))
+            log_to_stderr(self._line(trials))
 
 
 def _short(value) -> str:
@@ -194,7 +194,7 @@ def concurrent_trials(spec: SearchSpec) -> int:
     return max(1, int(min(fits) + 1e-9))
 
 
-def _new_tuner(resolved: Resolved, trainable):
+def new_tuner(resolved: Resolved, trainable):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 

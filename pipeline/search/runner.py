@@ -28,7 +28,7 @@ from ray import tune
 
 from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
-from pipeline.search.ray_optuna import Log, _new_tuner, _stderr, concurrent_trials, connect
+from pipeline.search.ray_optuna import Log, concurrent_trials, connect, log_to_stderr, new_tuner
 from pipeline.search.spec import Resolved, SearchSpec, resolve
 from pipeline.search.table import collect, summary, write_outputs
 from pipeline.search.trial import run_trial
@@ -68,7 +68,7 @@ def claim_out(resolved: Resolved) -> None:
         write_json(marker, resolved.describe())
 
 
-def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
+def run_search(spec: SearchSpec, log: Log = log_to_stderr) -> SearchOutcome:
     """Run (or resume) a search and write its table, best config and Optuna study."""
     t0 = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines suffice
@@ -93,7 +93,7 @@ def run_search(spec: SearchSpec, log: Log = _stderr) -> SearchOutcome:
             log(f"search {resolved.hash}: {resolved.trials} trials of {spec.method} on "
                 f"{spec.dataset} ({spec.sampler}, {len(spec.seeds)} seeds each, selection "
                 f"{spec.selection}) -> {resolved.out}")
-            tuner = _new_tuner(resolved, trainable)
+            tuner = new_tuner(resolved, trainable)
         # Our own metric check: trials may report without a score (no NaN ever reaches Tune).
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old engine

@@ -22,7 +22,6 @@ value asked for (as the IRM search read 101..501 off its runs).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pipeline.config import HPARAMS, TrainConfig, coerce, field_type, make_confi
 from pipeline.errors import ConfigError, unknown_name_message
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
-CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+CONFIG_KEYS = tuple(HPARAMS)
 SHARED = "shared"  # search_spaces.shared: the ranges every method's space starts from
 DEFAULT = "default"  # KEY: default -> the distribution declared with the key
 
@@ -133,6 +132,9 @@ def compose(spaces: Mapping, name: str) -> dict:
     """``search_spaces.shared`` with ``search_spaces.NAME`` on top: an entry of NAME replaces
     the shared one in place (the order of the dimensions is the order they are sampled in), a
     new one comes after, and ``null`` takes the key out of the search."""
+    if not isinstance(spaces, Mapping):
+        raise ConfigError(f"search_spaces must be a mapping of space names to spaces, got "
+                          f"{spaces!r}")
     if name == SHARED:
         raise ConfigError(f"search space {SHARED!r} is the part every space shares, not a space "
                           "of its own; name a method's space")
@@ -146,8 +148,30 @@ def compose(spaces: Mapping, name: str) -> dict:
         if not isinstance(part, Mapping):
             raise ConfigError(f"search_spaces.{where} must be a mapping of config keys to "
                               f"distributions, got {part!r}")
+    for key, value in own.items():
+        if value is None and key not in shared:
+            raise ConfigError(unknown_name_message(
+                f"key in search_spaces.{name} set to null (null leaves out a key of "
+                f"search_spaces.{SHARED}):", key, shared))
     merged = {**shared, **own}
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def with_declared(spaces: Mapping) -> dict:
+    """``search_spaces`` with every ``KEY: default`` written out as the declared distribution
+    (choice branches included), to show or compare what a profile searches."""
+    def resolve(space):
+        out = {}
+        for key, spec in (space or {}).items():
+            if spec == DEFAULT and key in HPARAMS and HPARAMS[key][1].search is not None:
+                spec = HPARAMS[key][1].search
+            elif isinstance(spec, Mapping) and isinstance(spec.get("choice"), Mapping):
+                spec = {"choice": {option: resolve(sub) for option, sub in spec["choice"].items()}}
+            out[key] = spec
+        return out
+
+    return {name: resolve(space) if isinstance(space, Mapping) else space
+            for name, space in spaces.items()}
 
 
 def parse_space(raw: Mapping | None, base: dict, fixed: Mapping) -> SearchSpace:

@@ -4,6 +4,7 @@ selected configuration (best.json) and the closing summary."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from pipeline.config import make_config
@@ -107,7 +108,8 @@ def final_penalty_weight(result: dict, steps: int | None) -> float | None:
     weights = (result.get("curves") or {}).get("penalty_weight")
     if not weights or not steps or len(weights) < steps:
         return None
-    return float(weights[steps - 1])
+    weight = weights[steps - 1]
+    return math.inf if weight is None else float(weight)  # the trainer stores inf as None
 
 
 def write_outputs(resolved: Resolved, rows: list[dict]) -> dict | None:

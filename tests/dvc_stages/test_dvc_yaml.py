@@ -97,3 +97,24 @@ def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
                                 dataset="colored_fashion_mnist", method=method,
                                 out=str(tmp_path / method), envs_dir=str(tiny_envs_dir))
         resolve(spec)
+
+
+def test_the_results_layout_is_the_one_dvc_yaml_writes():
+    """pipeline.outputs (what the report reads) and dvc.yaml (what the stages write) spell the
+    same paths."""
+    from pipeline import outputs
+
+    d, m, p, r = "${item.dataset}", "${item.method}", "${item.preset}", "${item.row}"
+    expected = {
+        "search": [outputs.search_dir("results", d, m)],
+        "evaluate": [outputs.evaluation_file("results", d, m)],
+        "evaluate_preset": [outputs.evaluation_file("results", d, p)],
+        "evaluate_protocol": [outputs.protocol_file("results", d, r)],
+        "evaluate_sem": [outputs.sem_file("results")],
+    }
+    for name, paths in expected.items():
+        assert [Path(o) for o in stage_of(name)["outs"]] == paths, name
+    plots = {"evaluate": outputs.curves_file("results", d, m),
+             "evaluate_preset": outputs.curves_file("results", d, p)}
+    for name, path in plots.items():
+        assert [Path(next(iter(x))) for x in stage_of(name)["plots"]] == [path], name

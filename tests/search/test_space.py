@@ -172,3 +172,32 @@ def test_the_shared_part_is_not_a_space_and_unknown_spaces_are_named():
         compose(spaces, SHARED)
     with pytest.raises(ConfigError, match="valid choices: irm"):
         compose(spaces, "vrexx")
+
+
+def test_both_profiles_search_what_they_searched_before_the_shared_ranges():
+    """Writing the spaces with `shared` and `default` changed no distribution and no sampling
+    order (tests/data/spaces_f390c51.json: every space as parsed before the change)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.methods import METHODS
+
+    root = Path(__file__).resolve().parents[2]
+    before = json.loads((root / "tests" / "data" / "spaces_f390c51.json").read_text())
+    for profile in ("params.yaml", "profiles/paper.yaml"):
+        spaces = yaml.safe_load((root / profile).read_text())["search_spaces"]
+        for name, described in before[profile].items():
+            method = name if name in METHODS else "irm"
+            space = parse_space(compose(spaces, name), make_config(None, method=method).to_dict(),
+                                {})
+            assert list(space.describe().items()) == list(described.items()), (profile, name)
+
+
+def test_null_must_name_a_shared_key():
+    with pytest.raises(ConfigError, match="hiden_dim.*did you mean 'hidden_dim'"):
+        compose({"shared": {"hidden_dim": {"log_int": [8, 16]}}, "irm": {"hiden_dim": None}},
+                "irm")
+    with pytest.raises(ConfigError, match="search_spaces must be a mapping"):
+        compose(["irm"], "irm")
