@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pipeline.config import make_config
 from pipeline.schedules import curve
 from pipeline.search.table import final_penalty_weight
@@ -16,6 +18,9 @@ def test_final_penalty_weight_is_the_recorded_weight_at_the_runs_last_step():
     assert final_penalty_weight(result, 10) == weights[9]  # a shorter run length read off it
     assert final_penalty_weight(result, 31) is None  # stopped before: not a number
     assert final_penalty_weight({}, 10) is None  # no done record
+    # an exponential schedule with penalty_cap=inf overflows: the trainer stores None (JSON has
+    # no inf), and the table says inf, not a crash
+    assert final_penalty_weight({"curves": {"penalty_weight": [1.0, None]}}, 2) == math.inf
 
 
 def test_a_trials_config_is_built_and_checked_once(monkeypatch, tiny_envs_dir, tmp_path):
