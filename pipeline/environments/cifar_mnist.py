@@ -190,6 +190,7 @@ def build_cifar_mnist(params: dict, seed: int) -> tuple[list[Environment], dict]
             {"class": classes, "digit": digits, "spurious_agrees": spurious.to(torch.uint8)}))
     reduced = cifar_raw.reduced or mnist_raw.reduced
     info = {"source": f"cifar:{cifar_raw.source}; mnist:{mnist_raw.source}",
+            "source_files": {**cifar_raw.files, **mnist_raw.files},
             "reduced": reduced, "notes": notes,
             "label_rule": f"CIFAR class == {c1}, flipped with label_noise; MNIST digit {d1} / "
                           f"{d0} agrees with label 1 / 0 in exactly int(half * correlation)",

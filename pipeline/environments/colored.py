@@ -147,7 +147,8 @@ def build_colored_mnist(params: dict, seed: int) -> tuple[list[Environment], dic
     train = RawSplit(digits.images[:n_train], digits.labels[:n_train])
     test = RawSplit(digits.images[n_train:], digits.labels[n_train:])
     envs = _environments(train, test, lambda d: (d < 5).float(), params, seed)
-    info = {"source": raw.source, "reduced": raw.reduced, "notes": raw.notes + [split_note],
+    info = {"source": raw.source, "source_files": raw.files, "reduced": raw.reduced,
+            "notes": raw.notes + [split_note],
             "label_rule": "digit < 5, flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
     return envs, info
@@ -180,7 +181,7 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
         notes.append(f"REDUCED: n_train = {n_train} training images drawn with seed {seed + 1} "
                      f"(of {len(keep)}); the test split is complete")
     envs = _environments(train, test, footwear, params, seed)
-    info = {"source": raw.source, "reduced": reduced, "notes": notes,
+    info = {"source": raw.source, "source_files": raw.files, "reduced": reduced, "notes": notes,
             "label_rule": "class in {5, 7, 9} (footwear), flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
     return envs, info
@@ -241,7 +242,8 @@ def build_colored_mnist_domainbed(params: dict, seed: int) -> tuple[list[Environ
         notes.append(f"DomainBed env {i} '{db_name}' (colour flip {flip}) -> {name} ({role})")
     # training environments first, then the test environment and its grayscale copy
     envs = [e for e in built if e.role == "train"] + [e for e in built if e.role == "test"]
-    info = {"source": raw.source, "reduced": raw.reduced or raw.test is None, "notes": notes,
+    info = {"source": raw.source, "source_files": raw.files,
+            "reduced": raw.reduced or raw.test is None, "notes": notes,
             "label_rule": "digit < 5, flipped with 0.25", "input_shape": [2, 28, 28],
             "pixel_scale": 255, "domainbed_environments": table}
     return envs, info

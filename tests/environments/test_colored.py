@@ -245,6 +245,7 @@ def test_auto_falls_back_to_5k_with_a_warning(tmp_path, monkeypatch):
     empty = tmp_path / "raw"
     empty.mkdir()
     monkeypatch.setenv("PIPELINE_RAW_DIR", str(empty))
+    monkeypatch.delenv("IRM_MNIST_DIR", raising=False)
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
                 "ALL_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # the discard port: refused at once
