@@ -32,6 +32,11 @@ from pipeline.precision import DTYPES
 RUN: dict[str, HParam] = {
     "dataset": HParam("colored_mnist", "a saved environment set under envs_dir"),
     "envs_dir": HParam("data/envs", "where the environment sets are"),
+    # IRM's main.py and Fishr's script draw fresh environments (shuffle, label noise, colours)
+    # for every restart; shared trains every seed on the one saved draw
+    "data_draw": HParam("shared", "shared: every seed trains on the saved draw; per_seed: "
+                        "each seed its own draw from (data seed, seed), as a restart does",
+                        choices=("shared", "per_seed")),
     "model": HParam("mlp", "the model (pipeline.models)", choices=tuple(MODELS)),
     "hidden_dim": HParam(256, "hidden width (LeNet: the last hidden layer)", low=1,
                          search={"log_int": [64, 512]}),
@@ -132,15 +137,18 @@ def validate(cfg: Any) -> schedules.Schedule:
 # -- presets: published fixed configurations, with how they were chosen ----------------------
 
 # facebookresearch/InvariantRiskMinimization@fc185d0: code/colored_mnist/reproduce_paper_results.sh
+# (main.py draws the environments afresh for every restart: data_draw = per_seed)
 PRESETS: dict[str, dict] = {
     "irm_paper": {"method": "irm", "hidden_dim": 390, "l2_weight": 0.00110794568,
                   "lr": 0.0004898536566546834, "anneal_iters": 190,
-                  "penalty_weight": 91257.18613115903, "steps": 501},
+                  "penalty_weight": 91257.18613115903, "steps": 501, "data_draw": "per_seed"},
     "erm_paper": {"method": "erm", "hidden_dim": 256, "l2_weight": 0.001, "lr": 0.001,
-                  "anneal_iters": 0, "penalty_weight": 0.0, "steps": 501},
+                  "anneal_iters": 0, "penalty_weight": 0.0, "steps": 501,
+                  "data_draw": "per_seed"},
     "gray_paper": {"method": "erm", "model": "mlp_gray", "hidden_dim": 83,
                    "l2_weight": 0.0008602868865288383, "lr": 0.0028171488133821726,
-                   "anneal_iters": 0, "penalty_weight": 0.0, "steps": 101},
+                   "anneal_iters": 0, "penalty_weight": 0.0, "steps": 101,
+                   "data_draw": "per_seed"},
 }
 # How each preset's values were chosen, and whether test data chose them (same source).
 PRESET_PROVENANCE: dict[str, tuple[str, bool]] = {

@@ -17,7 +17,7 @@ import torch
 
 from pipeline.augment import random_affine
 from pipeline.config import TrainConfig
-from pipeline.environments import Environment, EnvSet, load_envs
+from pipeline.environments import Environment, EnvSet, draw_seed, load_envs, redraw_envs
 from pipeline.errors import ConfigError
 from pipeline.methods import METHODS, MethodContext, StepBatch, accuracy, bce
 from pipeline.models import MODELS, StackedMLP, build_stacked, squared_weight_norm
@@ -109,6 +109,25 @@ class _Data:
         self.eval_x = [envset.inputs(e).to(device) for e in self.eval_envs]
         self.eval_y = [e.y.float().to(device) for e in self.eval_envs]
         self.input_shape = list(envset.manifest["input_shape"])
+        self.shared = True  # every member sees these tensors; per member: (K, N, ...)
+
+    @classmethod
+    def per_member(cls, datas: list[_Data]) -> _Data:
+        """Each member's own draw (``data_draw = per_seed``), stacked member-first: inputs
+        (K, N, ...) and labels (K, N), the same environments and sizes in every draw."""
+        first = datas[0]
+        if any(d.sizes != first.sizes or [len(e) for e in d.eval_envs]
+               != [len(e) for e in first.eval_envs] for d in datas):
+            raise ConfigError("per-seed draws differ in their environments' sizes")
+        out = cls.__new__(cls)
+        out.train_envs, out.eval_envs, out.sizes = first.train_envs, first.eval_envs, first.sizes
+        out.input_shape, out.shared = first.input_shape, False
+        out.x_all = torch.stack([d.x_all for d in datas])
+        out.x = list(out.x_all.split(out.sizes, dim=1))
+        out.y = [torch.stack(ys) for ys in zip(*(d.y for d in datas), strict=True)]
+        out.eval_x = [torch.stack(xs) for xs in zip(*(d.eval_x for d in datas), strict=True)]
+        out.eval_y = [torch.stack(ys) for ys in zip(*(d.eval_y for d in datas), strict=True)]
+        return out
 
 
 def _slice(env: Environment, start: int, stop: int, name: str, role: str) -> Environment:
@@ -136,11 +155,19 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.envset = envset if envset is not None else load_envs(
             Path(cfg.envs_dir) / cfg.dataset)
-        self.data = _Data(self.envset, self.device, cfg.holdout_fraction)
+        self.draw_seeds = None  # data_draw = shared: every member trains on the saved draw
+        if cfg.data_draw == "per_seed":  # each member its own draw, as a restart draws it
+            pool, data_seed = self.envset.pool(), int(self.envset.manifest["data_seed"])
+            self.draw_seeds = [draw_seed(data_seed, s) for s in self.seeds]
+            self.data = _Data.per_member([
+                _Data(redraw_envs(self.envset, d, pool), self.device, cfg.holdout_fraction)
+                for d in self.draw_seeds])
+        else:
+            self.data = _Data(self.envset, self.device, cfg.holdout_fraction)
         self.schedule = cfg.schedule_obj()
         # the first layer's matmul: the shape class that calibrates the precision and the
         # formulation where they are auto (pipeline.precision)
-        rows = len(self.data.x_all) if not cfg.batch_size else cfg.batch_size * len(
+        rows = sum(self.data.sizes) if not cfg.batch_size else cfg.batch_size * len(
             self.data.sizes)
         shape = (rows, math.prod(self.data.input_shape), cfg.hidden_dim)
         self.precision = resolve_precision(cfg.dtype, self.device, shape)
@@ -156,7 +183,8 @@ class Trainer:
             raise ConfigError(f"augment = {cfg.augment!r} needs an image dataset (C, H, W); "
                               f"{cfg.dataset} has input shape {self.data.input_shape}")
         with torch.no_grad():  # the representation's width, for methods that act on it
-            feature_dim = self.model(self.data.x_all[:1])[1].shape[-1]
+            probe = self.data.x_all[:1] if self.data.shared else self.data.x_all[:, :1]
+            feature_dim = self.model(probe, shared=self.data.shared)[1].shape[-1]
         self.method = METHODS[cfg.method](cfg, MethodContext(
             seeds=tuple(self.seeds), n_envs=len(self.data.train_envs), feature_dim=feature_dim,
             device=self.device))
@@ -187,12 +215,17 @@ class Trainer:
             x, labels, sizes = data.x_all, data.y, data.sizes
         else:
             idx = [torch.stack([torch.randint(n, (b,), generator=g) for g in self.samplers])
-                   for n in data.sizes]
-            x = torch.cat([xe[i.to(self.device)] for xe, i in zip(data.x, idx, strict=True)],
-                          dim=1)
-            labels = [ye[i.to(self.device)] for ye, i in zip(data.y, idx, strict=True)]
+                   .to(self.device) for n in data.sizes]  # (K, b): each member its own rows
+            if data.shared:
+                x = torch.cat([xe[i] for xe, i in zip(data.x, idx, strict=True)], dim=1)
+                labels = [ye[i] for ye, i in zip(data.y, idx, strict=True)]
+            else:  # member k's rows of member k's draw
+                members = torch.arange(k, device=self.device)[:, None]
+                x = torch.cat([xe[members, i] for xe, i in zip(data.x, idx, strict=True)],
+                              dim=1)
+                labels = [ye[members, i] for ye, i in zip(data.y, idx, strict=True)]
             sizes = [b] * len(data.sizes)
-        shared = b == 0
+        shared = b == 0 and data.shared
         if self.cfg.augment != "none":  # every member sees its own random transforms
             if shared:
                 x = x.unsqueeze(0).expand(k, *x.shape)
@@ -211,7 +244,7 @@ class Trainer:
         out = []
         with self._autocast():
             for x, y in zip(xs, ys, strict=True):
-                out.append(accuracy(self.model(x)[0].float(), y))
+                out.append(accuracy(self.model(x, shared=self.data.shared)[0].float(), y))
         return out
 
     def run(self) -> TrainResult:
@@ -366,7 +399,10 @@ class Trainer:
         manifest = self.envset.manifest
         data = {"dataset": manifest.get("dataset"), "path": str(self.envset.path),
                 "manifest_sha256": self.envset.manifest_sha256, "source": manifest.get("source"),
-                "reduced": bool(manifest.get("reduced")), "data_seed": manifest.get("data_seed")}
+                "reduced": bool(manifest.get("reduced")), "data_seed": manifest.get("data_seed"),
+                "draw": self.cfg.data_draw,
+                **({"draw_seeds": self.draw_seeds,
+                    "pool_sha256": manifest["pool"]["sha256"]} if self.draw_seeds else {})}
         machine = machine_info()
         runtime = {"device": str(self.device), **self.precision.to_dict(),
                    "tf32": self.precision.dtype == "tf32",

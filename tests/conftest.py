@@ -51,14 +51,11 @@ def tiny_envs(fashion_envs):
 
 
 @pytest.fixture(scope="session")
-def tiny_envs_dir(tmp_path_factory, fashion_envs):
-    """``tiny_envs`` saved as an environment set (ENVS_DIR/colored_fashion_mnist), for searches.
-
-    Its manifest says ``reduced`` (and ``head``): it is a slice of the real data.
-    """
-    from pipeline.environments.store import save_envset
-
+def tiny_envs_dir(tmp_path_factory):
+    """A small real environment set (ENVS_DIR/colored_fashion_mnist) for searches and stages:
+    Colored Fashion-MNIST with a 512-image training pool (256 per environment; ``reduced``),
+    the complete test split, and its pool, so that data_draw = per_seed can redraw it."""
     root = tmp_path_factory.mktemp("tiny_envs")
-    manifest = {**fashion_envs.manifest, "reduced": True, "head": 256}
-    save_envset(fashion_envs.head(256).envs, manifest, root / "colored_fashion_mnist")
+    make_envs("colored_fashion_mnist", seed=0, out_dir=root / "colored_fashion_mnist",
+              params={"n_train": 512})
     return root

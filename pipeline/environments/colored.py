@@ -121,6 +121,34 @@ def _environments(train: RawSplit, test: RawSplit, labels_of, params: dict, seed
     return envs
 
 
+def _digit_below_5(classes: torch.Tensor) -> torch.Tensor:
+    return (classes < 5).float()
+
+
+def _footwear(classes: torch.Tensor) -> torch.Tensor:
+    return torch.isin(classes, torch.tensor(FASHION_FOOTWEAR)).float()
+
+
+LABEL_RULES = {"colored_mnist": _digit_below_5, "colored_fashion_mnist": _footwear}
+
+
+def _pool(train: RawSplit, test: RawSplit) -> dict[str, torch.Tensor]:
+    """What a redraw starts from: the uncoloured training pool and the test images, uint8."""
+    return {"train_images": train.images.contiguous(), "train_classes": train.labels.clone(),
+            "test_images": test.images.contiguous(), "test_classes": test.labels.clone()}
+
+
+def redraw(dataset: str, pool: dict[str, torch.Tensor], params: dict,
+           seed: int) -> list[Environment]:
+    """The environments as a restart of IRM's ``main.py`` draws them, from ``seed``: the training
+    pool shuffled and dealt to the training environments, then label noise and colours drawn
+    for every environment (the test images keep their order). ``seed`` = the data seed gives
+    the saved environments exactly; ``data_draw = per_seed`` gives each member its own seed."""
+    train = RawSplit(pool["train_images"], pool["train_classes"])
+    test = RawSplit(pool["test_images"], pool["test_classes"])
+    return _environments(train, test, LABEL_RULES[dataset], params, seed)
+
+
 def _input_shape(coloring: str) -> list[int]:
     return [2, 14, 14] if coloring == "irm" else [2, 28, 28]
 
@@ -146,9 +174,9 @@ def build_colored_mnist(params: dict, seed: int) -> tuple[list[Environment], dic
                       f"remaining {len(digits.labels) - n_train} test (the protocol's 50:10)")
     train = RawSplit(digits.images[:n_train], digits.labels[:n_train])
     test = RawSplit(digits.images[n_train:], digits.labels[n_train:])
-    envs = _environments(train, test, lambda d: (d < 5).float(), params, seed)
+    envs = redraw("colored_mnist", _pool(train, test), params, seed)
     info = {"source": raw.source, "source_files": raw.files, "reduced": raw.reduced,
-            "notes": raw.notes + [split_note],
+            "notes": raw.notes + [split_note], "_pool": _pool(train, test),
             "label_rule": "digit < 5, flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
     return envs, info
@@ -162,9 +190,6 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
     def without_bags(split: RawSplit) -> RawSplit:
         keep = split.labels != FASHION_BAG
         return RawSplit(split.images[keep], split.labels[keep])
-
-    def footwear(classes: torch.Tensor) -> torch.Tensor:
-        return torch.isin(classes, torch.tensor(FASHION_FOOTWEAR)).float()
 
     if raw.test is None:
         raise ConfigError(f"Fashion-MNIST from {raw.source} has no test split (t10k files)")
@@ -180,8 +205,9 @@ def build_colored_fashion_mnist(params: dict, seed: int) -> tuple[list[Environme
         reduced = reduced or n_train < len(keep)
         notes.append(f"REDUCED: n_train = {n_train} training images drawn with seed {seed + 1} "
                      f"(of {len(keep)}); the test split is complete")
-    envs = _environments(train, test, footwear, params, seed)
+    envs = redraw("colored_fashion_mnist", _pool(train, test), params, seed)
     info = {"source": raw.source, "source_files": raw.files, "reduced": reduced, "notes": notes,
+            "_pool": _pool(train, test),
             "label_rule": "class in {5, 7, 9} (footwear), flipped with label_noise",
             "input_shape": _input_shape(params["coloring"]), "pixel_scale": 255}
     return envs, info

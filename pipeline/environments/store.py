@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
 
 MANIFEST = "manifest.json"
+POOL = "pool.pt"  # what a dataset that can redraw its environments redraws them from
 
 
 @dataclass
@@ -60,7 +61,23 @@ class EnvSet:
         """The first ``n`` examples of every environment (they are already shuffled)."""
         envs = [Environment(e.name, e.role, e.x[:n], e.y[:n], e.params,
                             {k: v[:n] for k, v in e.extra.items()}) for e in self.envs]
-        return EnvSet(envs, self.manifest, self.manifest_sha256, self.path)
+        # a slice has no pool of its own: a redraw would silently give the full data
+        manifest = {k: v for k, v in self.manifest.items() if k != "pool"}
+        return EnvSet(envs, manifest, self.manifest_sha256, self.path)
+
+    def pool(self) -> dict[str, torch.Tensor]:
+        """The images a redraw starts from (``pool.pt``), checked against the manifest."""
+        entry = self.manifest.get("pool")
+        if entry is None or self.path is None:
+            raise ConfigError(
+                f"the environments at {self.path} hold no pool to redraw from: dataset "
+                f"{self.manifest.get('dataset')!r} cannot redraw per seed, or the set was built "
+                "before data_draw existed (rebuild it with make-envs)")
+        file = Path(self.path) / entry["file"]
+        if not file.exists() or sha256_file(file) != entry["sha256"]:
+            raise ConfigError(f"{file} is missing or differs from its sha256 in the manifest; "
+                              "regenerate the environments with make-envs")
+        return torch.load(file, weights_only=True)
 
     def inputs(self, env: Environment, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The environment's inputs as floats (uint8 images are divided by the pixel scale)."""
@@ -76,7 +93,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_envset(envs: list[Environment], manifest: dict, out_dir: Path) -> Path:
+def save_envset(envs: list[Environment], manifest: dict, out_dir: Path,
+                pool: dict[str, torch.Tensor] | None = None) -> Path:
     """Write each environment and a manifest with sizes, parameters and file hashes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -87,6 +105,11 @@ def save_envset(envs: list[Environment], manifest: dict, out_dir: Path) -> Path:
         entries.append({"name": env.name, "role": env.role, "size": len(env),
                         "params": env.params, "file": file.name, "sha256": sha256_file(file)})
     manifest = {**manifest, "environments": entries}
+    if pool is not None:
+        torch.save({k: v.contiguous() for k, v in pool.items()}, out_dir / POOL)
+        manifest["pool"] = {"file": POOL, "sha256": sha256_file(out_dir / POOL),
+                            "what": "the uncoloured images each draw starts from (uint8), "
+                                    "for data_draw = per_seed"}
     return write_json(out_dir / MANIFEST, manifest, indent=2, sort_keys=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from pipeline.environments import make_envs
 from pipeline.environments.sources import MNIST_DIR_ENV, load_mnist
 from pipeline.errors import ConfigError
 
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+# $IRM_MNIST_DIR, else the build machines' offline copy beside the checkout
+SHARED_MNIST = Path(os.environ.get(MNIST_DIR_ENV) or
+                    Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
 needs_mnist = pytest.mark.skipif(
     not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(),
-    reason=f"full MNIST's idx files are not at {SHARED_MNIST} (this machine's offline copy); "
+    reason=f"full MNIST's gzipped idx files are not at {SHARED_MNIST} (set ${MNIST_DIR_ENV}); "
            "torchvision downloads them where there is a network")
 # md5 of the uncompressed files: those of the original MNIST distribution
 ORIGINAL_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",

@@ -28,7 +28,7 @@ def three_env_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("three_envs")
     full = load_envs(make_envs("colored_fashion_mnist", seed=0, out_dir=root / "full",
                                params={"train_flips": [0.1, 0.2, 0.3]}))
-    save_envset(full.head(200).envs, {**full.manifest, "reduced": True, "head": 200},
+    save_envset(full.head(200).envs, {**full.head(200).manifest, "reduced": True, "head": 200},
                 root / "envs" / "colored_fashion_mnist")
     return root / "envs"
 
