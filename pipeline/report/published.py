@@ -11,13 +11,18 @@ from dataclasses import dataclass
 # -- the IRM paper, Colored MNIST ----------------------------------------------------------------
 
 # Published anchors (facebookresearch/InvariantRiskMinimization@fc185d0:
-# code/colored_mnist/reproduce_paper_results_output.txt), keyed by (dataset, configuration).
+# code/colored_mnist/reproduce_paper_results_output.txt, the log of the published run: mean and
+# np.std over 10 restarts, in %), keyed by (dataset, configuration). The paper's table rounds
+# two stds down (ERM test 0.6, grayscale test 0.4, where the log has 0.674 and 0.468).
 # They apply only to the IRM Colored MNIST protocol on the full MNIST data.
+_ERM = {"train": (87.3944, 0.1939), "test": (17.07, 0.6742)}
+_IRM = {"train": (70.8114, 0.9326), "test": (66.902, 2.5403)}
+_GRAY = {"train": (73.4956, 0.1945), "test": (73.012, 0.4684)}
 PUBLISHED: dict[tuple[str, str], dict] = {
-    ("colored_mnist", "erm_paper"): {"train": (87.4, 0.2), "test": (17.1, 0.6)},
-    ("colored_mnist", "irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
-    ("colored_mnist", "gray_paper"): {"train": (73.5, 0.2), "test": (73.0, 0.4)},
-    ("colored_mnist", "irm selected by irm_paper"): {"train": (70.8, 0.9), "test": (66.9, 2.5)},
+    ("colored_mnist", "erm_paper"): _ERM,
+    ("colored_mnist", "irm_paper"): _IRM,
+    ("colored_mnist", "gray_paper"): _GRAY,
+    ("colored_mnist", "irm selected by irm_paper"): _IRM,
 }
 PUBLISHED_SOURCE = ("IRM paper, Colored MNIST (InvariantRiskMinimization@fc185d0 "
                     "reproduce_paper_results_output.txt): mean ± std over 10 restarts")
