@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import os
 import pickle
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.environments.store import sha256_file
 from pipeline.errors import ConfigError
 
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -72,14 +72,6 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def idx_files(directory: Path, need_test: bool = True) -> dict[str, Path] | None:
     """The idx files (plain or .gz) of an MNIST-format dataset in ``directory``; None if the
     training files are not there."""
@@ -118,7 +110,7 @@ def idx_images(directory: Path, what: str, source: str, need_test: bool = True,
     train, test = read_idx_dir(directory, what, need_test)
     files = idx_files(directory, need_test=False) or {}
     return RawImages(train, test, source=source, reduced=False, notes=list(notes or []),
-                     files={p.name: sha256_of(p) for p in files.values()})
+                     files={p.name: sha256_file(p) for p in files.values()})
 
 
 def load_fashion_mnist(source: str = "auto") -> RawImages:
@@ -223,7 +215,7 @@ def _torchvision(name: str) -> RawImages:
     files = idx_files(root / name, need_test=False) or {}
     return RawImages(RawSplit(train.data.clone(), train.targets.clone().long()), test_split,
                      source=f"torchvision:{name}:{root}", reduced=False,
-                     files={p.name: sha256_of(p) for p in files.values()})
+                     files={p.name: sha256_file(p) for p in files.values()})
 
 
 @functools.lru_cache(maxsize=1)
