@@ -27,6 +27,10 @@ from pipeline.versions import git_revision, library_versions
 
 ProgressFn = Callable[[dict], None]
 
+# Examples per forward when a convolutional model evaluates an environment (the MLP takes the
+# whole environment at once, as IRM's main.py does).
+EVAL_CHUNK = 1024
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -241,10 +245,15 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
         """Accuracy (K,) of every member on each of the given environments."""
-        out = []
+        out, shared = [], self.data.shared
         with self._autocast():
             for x, y in zip(xs, ys, strict=True):
-                out.append(accuracy(self.model(x, shared=self.data.shared)[0].float(), y))
+                if isinstance(self.model, StackedMLP):  # whole: small, and the same bits as ever
+                    logits = self.model(x, shared=shared)[0]
+                else:  # conv activations are ~0.5 MB per example: a 23k-image env took 15 GB
+                    logits = torch.cat([self.model(part, shared=shared)[0] for part in
+                                        x.split(EVAL_CHUNK, dim=0 if shared else 1)], dim=-1)
+                out.append(accuracy(logits.float(), y))
         return out
 
     def run(self) -> TrainResult:

@@ -117,3 +117,47 @@ def test_resnet18_trains_in_the_trainer(tiny_envs):
     assert [m["status"] for m in result.members] == ["ok", "ok"]
     assert len(result.curves["nll"][0]) == 2
     assert result.config["model"] == "resnet18"
+
+
+# ---------------------------------------------------------------- DomainBed's MNIST_CNN
+
+
+def test_domainbed_cnn_has_mnist_cnns_layers_and_parameter_count():
+    model = build_member("domainbed_cnn", (2, 28, 28), 0, seed=0)
+    logits, feats = model(torch.rand(3, 2, 28, 28))
+    assert logits.shape == (3,)
+    assert feats.shape == (3, 128)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
+        (2, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 1)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert [(n.num_groups, n.num_channels) for n in norms] == [(8, 64), (8, 128), (8, 128), (8, 128)]
+    # MNIST_CNN with 2 input channels: 371,136 parameters; the 1-logit head adds 129
+    featurizer = (2 * 9 * 64 + 64) + (64 * 9 * 128 + 128) + 2 * (128 * 9 * 128 + 128) + 2 * (64 + 3 * 128)
+    assert sum(p.numel() for p in model.parameters()) == featurizer + 129
+
+
+def test_domainbed_cnn_trains_on_minibatches_in_the_trainer(tiny_envs):
+    from pipeline.config import make_config
+    from pipeline.training import train
+
+    cfg = make_config(None, model="domainbed_cnn", method="irm", penalty_weight=10.0, steps=3,
+                      batch_size=8, eval_every=1, jump_rule="reset_adam", anneal_iters=1)
+    result = train(cfg, [0, 1], envset=tiny_envs)
+    assert [m["status"] for m in result.members] == ["ok", "ok"]
+    assert len(result.curves["nll"][0]) == 3
+
+
+def test_conv_models_evaluate_in_chunks_with_the_same_accuracy(tiny_envs, monkeypatch):
+    """A chunked evaluation (bounded memory) gives what the whole environment at once gives."""
+    import pipeline.training as training
+    from pipeline.config import make_config
+
+    cfg = make_config(None, model="lenet", method="erm", steps=4, batch_size=16, eval_every=1,
+                      lr=1e-2)
+    whole = training.train(cfg, [0, 1], envset=tiny_envs)
+    monkeypatch.setattr(training, "EVAL_CHUNK", 7)  # many parts, the last one short
+    chunked = training.train(cfg, [0, 1], envset=tiny_envs)
+    assert "test_acc" in whole.metrics and "test_acc" in whole.curves
+    assert chunked.metrics == whole.metrics
+    assert chunked.curves == whole.curves
