@@ -176,6 +176,16 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             results.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not a readable train result ({exc})") from None
+    if args.pool:
+        from pipeline.outputs import write_json
+        from pipeline.pooled import pool_results
+
+        pooled = pool_results(results, [str(p) for p in args.results])
+        if args.out is not None:
+            write_json(args.out, pooled)
+        results = [pooled]
+    elif args.out is not None:
+        raise ConfigError("--out writes the pooled result: give --pool with it")
     print(markdown_summary(results))
     print("\naccuracy: mean ± std over seeds (ddof = 0), final step; no model selection "
           "(fixed published hyperparameters)")
@@ -188,6 +198,12 @@ def add_summarize(sub) -> None:
                        "dataset and source (REDUCED flagged), method, config, seeds, dtype, "
                        "train / test / grayscale-test accuracy and diverged members.")
     p.add_argument("results", type=Path, nargs="+", help="JSON files written by train --out")
+    p.add_argument("--pool", action="store_true",
+                   help="one row over the seeds of every file: the same config and data, "
+                   "disjoint seeds (with data_draw = per_seed, seeds 0..4 and 5..9 run apart "
+                   "agree with one 10-seed run up to float rounding); anything else is an error")
+    p.add_argument("--out", type=Path, default=None,
+                   help="with --pool: write the pooled result (JSON) here")
     p.set_defaults(func=cmd_summarize)
 
 

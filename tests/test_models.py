@@ -131,9 +131,10 @@ def test_domainbed_cnn_has_mnist_cnns_layers_and_parameter_count():
     assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
         (2, 64, 1), (64, 128, 2), (128, 128, 1), (128, 128, 1)]
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
-    assert [(n.num_groups, n.num_channels) for n in norms] == [(8, 64), (8, 128), (8, 128), (8, 128)]
+    assert [(n.num_groups, n.num_channels) for n in norms] == [(8, 64)] + [(8, 128)] * 3
     # MNIST_CNN with 2 input channels: 371,136 parameters; the 1-logit head adds 129
-    featurizer = (2 * 9 * 64 + 64) + (64 * 9 * 128 + 128) + 2 * (128 * 9 * 128 + 128) + 2 * (64 + 3 * 128)
+    convs = (2 * 9 * 64 + 64) + (64 * 9 * 128 + 128) + 2 * (128 * 9 * 128 + 128)
+    featurizer = convs + 2 * (64 + 3 * 128)  # GroupNorm's scale and shift
     assert sum(p.numel() for p in model.parameters()) == featurizer + 129
 
 
