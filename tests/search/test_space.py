@@ -201,3 +201,25 @@ def test_null_must_name_a_shared_key():
                 "irm")
     with pytest.raises(ConfigError, match="search_spaces must be a mapping"):
         compose(["irm"], "irm")
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper.yaml"])
+def test_domainbed_spaces_are_its_hparams_registry(profile):
+    """DomainBed's SMALL_IMAGES draws (facebookresearch/DomainBed@b93c22a hparams_registry.py):
+    lr 10**U(-4.5, -2.5), batch int(2**U(3, 9)), irm_lambda 10**U(-1, 5), anneal int(10**U(0, 4));
+    nothing else searched (weight decay 0, the CNN has no width to search)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    spaces = yaml.safe_load((root / profile).read_text())["search_spaces"]
+    base = make_config(None, method="irm", model="domainbed_cnn").to_dict()
+    irm = parse_space(compose(spaces, "domainbed_irm"), base, {}).describe()
+    assert irm.keys() == {"lr", "batch_size", "penalty_weight", "anneal_iters"}
+    assert irm["lr"]["log_uniform"] == pytest.approx([10 ** -4.5, 10 ** -2.5], rel=1e-4)
+    assert irm["batch_size"] == {"log_int": [2 ** 3, 2 ** 9 - 1]}
+    assert irm["penalty_weight"]["log_uniform"] == pytest.approx([1e-1, 1e5])
+    assert irm["anneal_iters"] == {"log_int": [1, 10 ** 4 - 1]}
+    erm = parse_space(compose(spaces, "domainbed_erm"), {**base, "method": "erm"}, {}).describe()
+    assert erm == {"lr": irm["lr"], "batch_size": irm["batch_size"]}
