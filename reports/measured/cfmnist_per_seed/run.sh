@@ -3,7 +3,7 @@
 # 60,000 + 10,000 images), fp32, data_draw = per_seed (each seed its own draw of the
 # environments, so the ± includes the data draw, as a restart of IRM's main.py).
 # Run from the repository root: bash reports/measured/cfmnist_per_seed/run.sh [preset:seeds ...]
-# (default: gray_paper:10 erm_paper:5 irm_paper:5). Each result's commit and CPU are in its JSON
+# (default: irm_paper:3 erm_paper:3, what ran here). Each result's commit and CPU are in its JSON
 # (runtime.git, runtime.cpu).
 set -euo pipefail
 out=reports/measured/cfmnist_per_seed
@@ -17,5 +17,5 @@ run() {  # preset, seeds
       --out "$out/$1.json" > "$out/$1.log" 2>&1
 }
 jobs=("$@")
-[ ${#jobs[@]} -gt 0 ] || jobs=(gray_paper:10 erm_paper:5 irm_paper:5)
+[ ${#jobs[@]} -gt 0 ] || jobs=(irm_paper:3 erm_paper:3)
 for j in "${jobs[@]}"; do run "${j%%:*}" "${j#*:}"; done
