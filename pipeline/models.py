@@ -118,7 +118,7 @@ class ResNet18(nn.Module):
 class DomainBedCNN(nn.Module):
     """DomainBed's ``MNIST_CNN`` featurizer and a linear head (its model for ColoredMNIST).
 
-    facebookresearch/DomainBed@12ece5f ``domainbed/networks.py``: conv 3x3 to 64, conv 3x3
+    facebookresearch/DomainBed@b93c22a ``domainbed/networks.py``: conv 3x3 to 64, conv 3x3
     stride 2 to 128, two more 3x3 convs at 128, each ReLU then ``GroupNorm(8, C)``, the mean over
     the spatial positions (128-d), then ``Classifier`` = ``Linear(128, num_classes)``. Recorded
     deviation: one logit (BCE) where DomainBed has two (cross-entropy). Softmax over two logits
@@ -151,6 +151,10 @@ class ModelSpec:
     build: Callable[[Sequence[int], int], nn.Module]
     stacked: Callable[[list[nn.Module], str], nn.Module]
     description: str
+    # examples per member in one evaluation forward; None = the whole environment at once (the
+    # MLP, as IRM's main.py). Convolutions keep ~0.5 MB of activations per example: DomainBed's
+    # 23k-image environment took 15 GB in one forward.
+    eval_chunk: int | None = None
 
 
 def build_member(model: str, input_shape: Sequence[int], hidden_dim: int, seed: int) -> nn.Module:
@@ -265,21 +269,25 @@ class VmapStack(nn.Module):
         return list(self.stacked)
 
 
+CONV_EVAL_CHUNK = 1024
+
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(lambda shape, h: MLP(shape, h), StackedMLP,
                      "IRM's MLP on the flattened two-channel image"),
     "mlp_gray": ModelSpec(lambda shape, h: MLP(shape, h, grayscale=True), StackedMLP,
                           "IRM's grayscale MLP: the colour channels are summed first"),
     "lenet": ModelSpec(lambda shape, h: LeNet(shape, h), VmapStack,
-                       "LeNet-style CNN (3 conv, 2 pool, 2 fc); hidden_dim is the fc width"),
+                       "LeNet-style CNN (3 conv, 2 pool, 2 fc); hidden_dim is the fc width",
+                       eval_chunk=CONV_EVAL_CHUNK),
     "resnet18": ModelSpec(lambda shape, h: ResNet18(shape), VmapStack,
                           "torchvision ResNet-18, random init, first conv for the input's "
                           "channels, 1-logit head on the 512-d pooled features; GroupNorm(32) "
                           "instead of BatchNorm (no buffers, so it can be stacked); "
-                          "hidden_dim unused"),
+                          "hidden_dim unused", eval_chunk=CONV_EVAL_CHUNK),
     "domainbed_cnn": ModelSpec(lambda shape, h: DomainBedCNN(shape), VmapStack,
                                "DomainBed's MNIST_CNN (4 conv, GroupNorm(8), mean-pooled 128-d) "
-                               "and a 1-logit linear head; hidden_dim unused"),
+                               "and a 1-logit linear head; hidden_dim unused",
+                               eval_chunk=CONV_EVAL_CHUNK),
 }
 
 

@@ -27,10 +27,6 @@ from pipeline.versions import git_revision, library_versions
 
 ProgressFn = Callable[[dict], None]
 
-# Examples per forward when a convolutional model evaluates an environment (the MLP takes the
-# whole environment at once, as IRM's main.py does).
-EVAL_CHUNK = 1024
-
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -246,13 +242,11 @@ class Trainer:
     def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
         """Accuracy (K,) of every member on each of the given environments."""
         out, shared = [], self.data.shared
+        chunk = MODELS[self.cfg.model].eval_chunk  # examples per member and forward
         with self._autocast():
             for x, y in zip(xs, ys, strict=True):
-                if isinstance(self.model, StackedMLP):  # whole: small, and the same bits as ever
-                    logits = self.model(x, shared=shared)[0]
-                else:  # conv activations are ~0.5 MB per example: a 23k-image env took 15 GB
-                    logits = torch.cat([self.model(part, shared=shared)[0] for part in
-                                        x.split(EVAL_CHUNK, dim=0 if shared else 1)], dim=-1)
+                parts = [x] if chunk is None else x.split(chunk, dim=0 if shared else 1)
+                logits = torch.cat([self.model(p, shared=shared)[0] for p in parts], dim=-1)
                 out.append(accuracy(logits.float(), y))
         return out
 

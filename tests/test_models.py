@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.models import MODELS, build_member, build_stacked, squared_weight_norm
+from pipeline.models import MODELS, VmapStack, build_member, build_stacked, squared_weight_norm
 
 
 def test_mlp_is_xavier_initialised_with_zero_biases_and_seeded():
@@ -149,16 +149,30 @@ def test_domainbed_cnn_trains_on_minibatches_in_the_trainer(tiny_envs):
     assert len(result.curves["nll"][0]) == 3
 
 
-def test_conv_models_evaluate_in_chunks_with_the_same_accuracy(tiny_envs, monkeypatch):
+@pytest.mark.parametrize("draw", ["shared", "per_seed"])  # inputs (N, ...) and (K, N, ...)
+def test_conv_models_evaluate_in_chunks_with_the_same_accuracy(tiny_envs_dir, monkeypatch, draw):
     """A chunked evaluation (bounded memory) gives what the whole environment at once gives."""
+    import dataclasses
+
     import pipeline.training as training
     from pipeline.config import make_config
 
-    cfg = make_config(None, model="lenet", method="erm", steps=4, batch_size=16, eval_every=1,
-                      lr=1e-2)
-    whole = training.train(cfg, [0, 1], envset=tiny_envs)
-    monkeypatch.setattr(training, "EVAL_CHUNK", 7)  # many parts, the last one short
-    chunked = training.train(cfg, [0, 1], envset=tiny_envs)
+    cfg = make_config(None, dataset="colored_fashion_mnist", envs_dir=str(tiny_envs_dir),
+                      model="lenet", method="erm", steps=4, batch_size=16, eval_every=1,
+                      lr=1e-2, data_draw=draw)
+    monkeypatch.setitem(MODELS, "lenet", dataclasses.replace(MODELS["lenet"], eval_chunk=None))
+    whole = training.train(cfg, [0, 1])
+    monkeypatch.setitem(MODELS, "lenet", dataclasses.replace(MODELS["lenet"], eval_chunk=700))
+    sizes = []  # examples per forward, along the example axis of shared or per-member inputs
+    forward = VmapStack.forward
+
+    def spy(self, x, shared=True):
+        sizes.append(x.shape[0 if shared else 1])
+        return forward(self, x, shared)
+
+    monkeypatch.setattr(VmapStack, "forward", spy)
+    chunked = training.train(cfg, [0, 1])  # the test environments' parts: 700, ..., short
+    assert max(sizes) == 700 and sizes.count(700) > 10
     assert "test_acc" in whole.metrics and "test_acc" in whole.curves
     assert chunked.metrics == whole.metrics
     assert chunked.curves == whole.curves

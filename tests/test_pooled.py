@@ -57,6 +57,22 @@ def test_pooling_refuses_another_config_other_data_and_a_repeated_seed(runs):
         pool_results([runs["all"], runs["last"]], ["all.json", "last.json"])
     with pytest.raises(ConfigError, match="at least two"):
         pool_results([runs["all"]])
+    other_dtype = copy.deepcopy(runs["last"])
+    other_dtype["runtime"]["dtype"] = "bf16"
+    with pytest.raises(ConfigError, match="ran in bf16 and fp32"):
+        pool_results([runs["first"], other_dtype])
+
+
+def test_runs_that_differ_only_in_how_they_executed_pool(runs):
+    """Another machine or directory (device, threads, formulation, envs_dir) is the same run:
+    the data are checked by hash; each source's execution keys are kept."""
+    moved = copy.deepcopy(runs["last"])
+    moved["config"].update(envs_dir="/elsewhere", threads=2, formulation="linear")
+    moved["runtime"]["steps_run"] = 3  # its members diverged at step 3
+    pooled = pool_results([runs["first"], moved])
+    assert pooled["seeds"] == [0, 1, 2]
+    assert pooled["pooled_from"][1]["config"]["envs_dir"] == "/elsewhere"
+    assert pooled["runtime"]["steps_run"] == 5
 
 
 def test_summarize_pool_prints_one_row_and_writes_the_pooled_result(runs, tmp_path, capsys):
