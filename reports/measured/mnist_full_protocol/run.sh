@@ -5,17 +5,20 @@
 # The IRM row is the irm_paper run of ../mnist_full_per_seed (the same configuration).
 # Run from the repository root: bash reports/measured/mnist_full_protocol/run.sh [row ...]
 # (no row: all of them). Each row's commit and CPU are in its JSON (runtime.git, runtime.cpu);
-# commit.txt lists the commit each row was started at.
+# commit.txt lists the commit each finished row was started at.
 set -euo pipefail
 out=reports/measured/mnist_full_protocol
 test -f data/cli/colored_mnist/manifest.json || .venv/bin/python -m pipeline make-envs \
     --dataset colored_mnist --source ../shared/data/mnist --out data/cli/colored_mnist
 row() {  # name, then train's options
   local name=$1; shift
-  echo "$name $(git rev-parse HEAD)" >> "$out/commit.txt"
+  local commit; commit=$(git rev-parse HEAD)
   /usr/bin/time -v .venv/bin/python -m pipeline train --dataset colored_mnist --envs-dir data/cli \
       --preset irm_paper --seeds 0:3 --set dtype=fp32 "$@" --out "$out/$name.json" \
       > "$out/$name.log" 2>&1
+  # after success only, one line per row (a rerun replaces its line)
+  { grep -v "^$name " "$out/commit.txt" 2>/dev/null || true; echo "$name $commit"; } \
+      > "$out/commit.txt.new" && mv "$out/commit.txt.new" "$out/commit.txt"
 }
 run_row() {
   case $1 in
