@@ -158,7 +158,7 @@ def test_conv_models_evaluate_in_chunks_with_the_same_accuracy(tiny_envs_dir, mo
     from pipeline.config import make_config
 
     cfg = make_config(None, dataset="colored_fashion_mnist", envs_dir=str(tiny_envs_dir),
-                      model="lenet", method="erm", steps=4, batch_size=16, eval_every=1,
+                      model="lenet", method="erm", steps=2, batch_size=16, eval_every=100,
                       lr=1e-2, data_draw=draw)
     monkeypatch.setitem(MODELS, "lenet", dataclasses.replace(MODELS["lenet"], eval_chunk=None))
     whole = training.train(cfg, [0, 1])
