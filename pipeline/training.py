@@ -245,8 +245,11 @@ class Trainer:
         chunk = MODELS[self.cfg.model].eval_chunk  # examples per member and forward
         with self._autocast():
             for x, y in zip(xs, ys, strict=True):
-                parts = [x] if chunk is None else x.split(chunk, dim=0 if shared else 1)
-                logits = torch.cat([self.model(p, shared=shared)[0] for p in parts], dim=-1)
+                if chunk is None:  # the whole environment in one forward (no copy)
+                    logits = self.model(x, shared=shared)[0]
+                else:
+                    logits = torch.cat([self.model(p, shared=shared)[0]
+                                        for p in x.split(chunk, dim=0 if shared else 1)], dim=-1)
                 out.append(accuracy(logits.float(), y))
         return out
 
