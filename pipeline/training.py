@@ -7,6 +7,7 @@ reset, and final metrics from the forward pass of the last step (before its upda
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -130,6 +131,36 @@ class _Data:
         return out
 
 
+def step_control(cfg: TrainConfig, schedule, step: int) -> tuple[float, bool]:
+    """What a step depends on beyond the state it starts from: the penalty weight, and whether
+    Adam is re-created first. Runs that agree on every other key and on the controls of steps
+    0..t have the same state after step t, bit for bit (pipeline.shared_prefix)."""
+    lam = schedule(step) if METHODS[cfg.method].has_penalty else 0.0
+    reset = cfg.jump_rule == "reset_adam" and step > 0 and step in schedule.jump_steps()
+    return lam, reset
+
+
+def eval_steps(cfg: TrainConfig, record_at: Sequence[int] = ()) -> list[int]:
+    """The steps where a run evaluates (before that step's update): every ``eval_every``, the
+    last step, and the last step of every shorter run read off it (``record_at``)."""
+    return sorted({*range(0, cfg.steps, cfg.eval_every), cfg.steps - 1,
+                   *(n - 1 for n in record_at)})
+
+
+def _check_record_at(record_at: Sequence[int], steps: int) -> list[int]:
+    out = sorted({int(s) for s in record_at})
+    if out and not 1 <= out[0] <= out[-1] <= steps:
+        raise ConfigError(f"record_at = {out}: every run length must be in 1..steps ({steps})")
+    return out
+
+
+def _grown(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` with NaN rows appended up to ``rows`` (a fork may run longer than its parent)."""
+    if len(t) >= rows:
+        return t
+    return torch.cat([t, t.new_full((rows - len(t), *t.shape[1:]), math.nan)])
+
+
 def _slice(env: Environment, start: int, stop: int, name: str, role: str) -> Environment:
     return Environment(name, role, env.x[start:stop], env.y[start:stop], env.params,
                        {k: v[start:stop] for k, v in env.extra.items()})
@@ -146,10 +177,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,
                  progress: ProgressFn | None = None, record_at: Sequence[int] = ()):
         self.cfg, self.seeds, self.progress = cfg, check_seeds(seeds), progress
-        self.record_at = sorted({int(s) for s in record_at})
-        if self.record_at and not 1 <= self.record_at[0] <= self.record_at[-1] <= cfg.steps:
-            raise ConfigError(f"record_at = {self.record_at}: every run length must be in "
-                              f"1..steps ({cfg.steps})")
+        self.record_at = _check_record_at(record_at, cfg.steps)
         self.device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -194,6 +222,7 @@ class Trainer:
                          for s in self.seeds]
         self.augmenters = [torch.Generator().manual_seed(derive_seed(s, "augment"))
                            for s in self.seeds]
+        self._start()
 
     def _autocast(self):
         return self.precision.autocast(self.device)
@@ -253,34 +282,45 @@ class Trainer:
                 out.append(accuracy(logits.float(), y))
         return out
 
-    def run(self) -> TrainResult:
-        with self.precision.active(self.device):  # TF32 on or off for this run alone
-            return self._run()
+    # -- the loop: resumable (advance) and forkable (fork), so that runs which agree on every
+    # -- step's update up to some step can share those steps (pipeline.shared_prefix)
 
-    def _run(self) -> TrainResult:
-        cfg, data, k = self.cfg, self.data, len(self.seeds)
-        steps, dev = cfg.steps, self.device
-        train_names = [e.name for e in data.train_envs]
-        eval_names = [e.name for e in data.eval_envs]
-        optimizer = self._optimizer()
-        jumps = set(self.schedule.jump_steps()) if cfg.jump_rule == "reset_adam" else set()
-        curve_names = ["objective", "nll", "penalty", *[f"{n}_acc" for n in train_names]]
-        curves = {n: torch.full((steps, k), math.nan, device=dev) for n in curve_names}
-        weights = []
-        eval_steps = sorted({*range(0, steps, cfg.eval_every), steps - 1,
-                             *(n - 1 for n in self.record_at)})
-        self._eval_steps = eval_steps
-        eval_curve = {n: torch.full((len(eval_steps), k), math.nan, device=dev)
-                      for n in eval_names}
-        eval_rows = {step: row for row, step in enumerate(eval_steps)}
-        diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
-        start, last_step = time.perf_counter(), steps - 1
-        last_report, row = start, 0
-        for step in range(steps):
-            lam = self.schedule(step) if self.method.has_penalty else 0.0
-            weights.append(lam if math.isfinite(lam) else None)  # JSON has no inf
-            if step in jumps and step > 0:
-                optimizer = self._optimizer()  # DomainBed: Adam dislikes the jump in scale
+    def eval_steps(self) -> list[int]:
+        return eval_steps(self.cfg, self.record_at)
+
+    def control(self, step: int) -> tuple[float, bool]:
+        return step_control(self.cfg, self.schedule, step)
+
+    def _start(self) -> None:
+        k, dev = len(self.seeds), self.device
+        curve_names = ["objective", "nll", "penalty",
+                       *[f"{e.name}_acc" for e in self.data.train_envs]]
+        self.optimizer = self._optimizer()
+        self.curves = {n: torch.full((self.cfg.steps, k), math.nan, device=dev)
+                       for n in curve_names}
+        self.evals: dict[int, list[torch.Tensor]] = {}  # step -> accuracy (K,) per eval env
+        self.extra_eval_steps: set[int] = set()  # evaluated for runs forked from this one
+        self.diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
+        self.next_step, self.finished, self.wall = 0, False, 0.0
+        self.shared_steps = 0  # steps this run took over from the run it was forked from
+        self.steps_trained = 0  # steps this trainer object ran itself
+        self._last_report = -math.inf
+
+    def advance(self, until: int, stop_when_diverged: bool = True) -> None:
+        """Run steps ``next_step .. until - 1`` (each: forward, records, evaluation, update).
+
+        The last step of the run has no update: its forward gives the final metrics. With
+        ``stop_when_diverged`` the run ends at its first evaluation where every member has
+        diverged; a run that is to be forked trains on (its forks stop where they would).
+        """
+        cfg, data = self.cfg, self.data
+        own_evals, evals = set(self.eval_steps()), set(self.eval_steps()) | self.extra_eval_steps
+        start = time.perf_counter()
+        for step in range(self.next_step, min(until, cfg.steps)):
+            lam, reset = self.control(step)
+            self.steps_trained += 1
+            if reset:
+                self.optimizer = self._optimizer()  # DomainBed: Adam dislikes the jump in scale
             batch = self._forward_train(step)
             nll = self.method.risk(batch.risks)
             penalty = self.method.penalty(batch)
@@ -291,42 +331,70 @@ class Trainer:
             with torch.no_grad():
                 train_acc = torch.stack([accuracy(lg, y) for lg, y in
                                          zip(batch.logits, batch.labels, strict=True)])
-                if cfg.batch_size and step in eval_rows:
+                if cfg.batch_size and step in evals:
                     train_acc = torch.stack(self._evaluate(data.x, data.y))
-                for name, value in zip(curve_names, [objective, nll, penalty, *train_acc],
+                for name, value in zip(self.curves, [objective, nll, penalty, *train_acc],
                                        strict=True):
-                    curves[name][step] = value.detach()
-                newly = ~torch.isfinite(objective) & (diverged_at < 0)
-                diverged_at = torch.where(newly, step, diverged_at)
-            if step in eval_rows:
-                row = eval_rows[step]
-                for name, acc in zip(eval_names, self._evaluate(data.eval_x, data.eval_y),
-                                     strict=True):
-                    eval_curve[name][row] = acc
-                if bool((diverged_at >= 0).all()):
-                    last_step = step  # every member diverged: nothing left to train
-                    break
+                    self.curves[name][step] = value.detach()
+                newly = ~torch.isfinite(objective) & (self.diverged_at < 0)
+                self.diverged_at = torch.where(newly, step, self.diverged_at)
+            if step in evals:
+                self.evals[step] = self._evaluate(data.eval_x, data.eval_y)
+            self.next_step = step + 1
+            stop = (stop_when_diverged and step in own_evals
+                    and bool((self.diverged_at >= 0).all()))
             now = time.perf_counter()
-            if step in eval_rows or now - last_report >= self.progress_interval_s:
-                last_report = now  # test accuracy shown is that of the latest evaluation
-                self._report(step, start, lam, curves, eval_curve, row, train_names, eval_names,
-                             diverged_at)
-            if step == steps - 1:
-                break  # final metrics are those of the last step's forward, before its update
-            optimizer.zero_grad(set_to_none=True)
+            if step in evals or now - self._last_report >= self.progress_interval_s:
+                self._last_report = now  # test accuracy shown: that of the latest evaluation
+                self._report(step, self.wall + now - start, lam)
+            if stop or step == cfg.steps - 1:
+                self.finished = True  # the last step's metrics are those before its update
+                break
+            self.optimizer.zero_grad(set_to_none=True)
             self.method.backward(objective, batch, [*self.model.member_parameters(),
                                                     *self.method.parameters()])
-            optimizer.step()
-        wall = time.perf_counter() - start
-        return self._result(curves, eval_curve, eval_steps, weights, diverged_at, last_step,
-                            train_names, eval_names, wall)
+            self.optimizer.step()
+        self.wall += time.perf_counter() - start
 
-    def _report(self, step, start, lam, curves, eval_curve, row, train_names, eval_names,
-                diverged_at) -> None:
+    def fork(self, cfg: TrainConfig, record_at: Sequence[int] = ()) -> Trainer:
+        """A trainer for ``cfg`` that continues from this one's state (model, optimizer,
+        method state, random generators, records): ``cfg`` may differ from this run's only in
+        the schedule's keys and ``steps``, and the caller forks where the two runs' controls
+        (:meth:`control`) have agreed so far. This trainer is left as it was."""
+        new = copy.copy(self)  # shares the data and the environments (read only)
+        new.cfg, new.schedule = cfg, cfg.schedule_obj()
+        new.record_at = _check_record_at(record_at, cfg.steps)
+        new.model, new.method, new.samplers, new.augmenters = copy.deepcopy(
+            (self.model, self.method, self.samplers, self.augmenters))
+        new.method.cfg = cfg
+        new.optimizer = new._optimizer()
+        new.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        rows = max(cfg.steps, self.cfg.steps)
+        new.curves = {n: _grown(c, rows)[: cfg.steps].clone() for n, c in self.curves.items()}
+        new.evals = dict(self.evals)  # its tensors are never written in place
+        new.extra_eval_steps = set()
+        new.diverged_at = self.diverged_at.clone()
+        new.shared_steps, new.steps_trained = self.next_step, 0
+        return new
+
+    def run(self) -> TrainResult:
+        with self.precision.active(self.device):  # TF32 on or off for this run alone
+            self.advance(self.cfg.steps)
+            return self.result()
+
+    def result(self) -> TrainResult:
+        """The finished run's result."""
+        if not self.finished:
+            raise RuntimeError("result() before the run finished (advance to cfg.steps)")
+        return self._result()
+
+    def _report(self, step: int, elapsed: float, lam: float) -> None:
         if self.progress is None:
             return
-        alive = diverged_at < 0
-        elapsed = time.perf_counter() - start
+        alive = self.diverged_at < 0
+        evaluated_at = max(s for s in self.evals if s <= step)
+        eval_names = [e.name for e in self.data.eval_envs]
+        train_names = [e.name for e in self.data.train_envs]
 
         def mean_alive(t: torch.Tensor) -> float:
             return t[alive].mean().item() if alive.any() else math.nan
@@ -337,26 +405,39 @@ class Trainer:
                 return {"mean": math.nan, "std": math.nan}
             return {"mean": values.mean().item(), "std": values.std(unbiased=False).item()}
 
-        per_env = {f"{n}_acc": curves[f"{n}_acc"][step] for n in train_names}
+        per_env = {f"{n}_acc": self.curves[f"{n}_acc"][step] for n in train_names}
         train = torch.stack(list(per_env.values())).mean(0)
-        evals = {f"{n}_acc": eval_curve[n][row] for n in eval_names}
+        evals = {f"{n}_acc": acc for n, acc in
+                 zip(eval_names, self.evals[evaluated_at], strict=True)}
         val = [v for k, v in evals.items() if k.endswith("_val_acc")]
         metrics = {**per_env, "train_acc": train, **evals,
                    **({"val_acc": torch.stack(val).mean(0)} if val else {})}
         self.progress({"step": step, "steps": self.cfg.steps, "elapsed_s": elapsed,
-                       "evaluated_at": self._eval_steps[row],
-                       "eta_s": elapsed / (step + 1) * (self.cfg.steps - step - 1),
+                       "evaluated_at": evaluated_at,
+                       "eta_s": elapsed / (step + 1 - self.shared_steps or 1)
+                       * (self.cfg.steps - step - 1),
                        "penalty_weight": lam, "train_acc": mean_alive(train),
-                       **{f"{n}_acc": mean_alive(eval_curve[n][row]) for n in eval_names},
+                       **{f"{k}": mean_alive(v) for k, v in evals.items()},
                        "diverged": int((~alive).sum()),
                        # mean and std (ddof = 0) over the members that have not diverged
                        "metrics": {k: stat(v) for k, v in metrics.items()}})
 
-    def _result(self, curves, eval_curve, eval_steps, weights, diverged_at, last_step,
-                train_names, eval_names, wall) -> TrainResult:
-        curves = {n: c.cpu() for n, c in curves.items()}
-        eval_curve = {n: c.cpu() for n, c in eval_curve.items()}
-        diverged_at = diverged_at.cpu().tolist()
+    def _last_step(self, diverged_at: list[int], eval_steps: list[int]) -> int:
+        """The run's last step: its last, or its first evaluation with every member diverged."""
+        if all(d >= 0 for d in diverged_at):
+            return next(s for s in eval_steps if s >= max(diverged_at))
+        return self.cfg.steps - 1
+
+    def _result(self) -> TrainResult:
+        train_names = [e.name for e in self.data.train_envs]
+        eval_names = [e.name for e in self.data.eval_envs]
+        eval_steps = self.eval_steps()
+        curves = {n: c.cpu() for n, c in self.curves.items()}
+        diverged_at = self.diverged_at.cpu().tolist()
+        last_step = self._last_step(diverged_at, eval_steps)
+        missing = torch.full((len(self.seeds),), math.nan)  # after the run stopped
+        eval_curve = {n: torch.stack([self.evals[s][j].cpu() if s in self.evals else missing
+                                      for s in eval_steps]) for j, n in enumerate(eval_names)}
         rows = {step: row for row, step in enumerate(eval_steps)}
 
         def members_at(step: int) -> list[dict]:
@@ -398,7 +479,9 @@ class Trainer:
             return cols
 
         steps_run = list(range(last_step + 1))
-        curve_out = {"step": steps_run, "penalty_weight": weights[: last_step + 1],
+        weights = [self.control(t)[0] for t in steps_run]
+        curve_out = {"step": steps_run,  # JSON has no inf
+                     "penalty_weight": [w if math.isfinite(w) else None for w in weights],
                      **{n: per_member(c[: last_step + 1], steps_run) for n, c in curves.items()},
                      "eval_step": eval_steps,
                      **{f"{n}_acc": per_member(c, eval_steps) for n, c in eval_curve.items()}}
@@ -410,6 +493,7 @@ class Trainer:
                 **({"draw_seeds": self.draw_seeds,
                     "pool_sha256": manifest["pool"]["sha256"]} if self.draw_seeds else {})}
         machine = machine_info()
+        wall = self.wall
         runtime = {"device": str(self.device), **self.precision.to_dict(),
                    "tf32": self.precision.dtype == "tf32",
                    "formulation": self.formulation,
@@ -422,6 +506,9 @@ class Trainer:
                    "steps_run": last_step + 1,
                    "ms_per_step": 1000 * wall / (last_step + 1),
                    "ms_per_step_per_seed": 1000 * wall / (last_step + 1) / len(self.seeds),
+                   # steps trained once for several runs (pipeline.shared_prefix); the wall
+                   # time counts them in each run that shares them
+                   **({"shared_steps": self.shared_steps} if self.shared_steps else {}),
                    "git": self.git}
         return TrainResult(self.cfg.to_dict(), self.seeds, members, aggregate(members),
                            curve_out, data, runtime, at_steps=at_steps)
