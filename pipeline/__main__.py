@@ -277,7 +277,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         selection=args.selection, fixed=fixed, address=args.address, storage=args.storage,
         envs_dir=None if args.envs_dir is None else str(args.envs_dir),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent, asha_grace=args.asha_grace)
+        max_concurrent=args.max_concurrent, asha_grace=args.asha_grace,
+        share_prefix=args.share_prefix)
     outcome = run_search(spec)
     failed = [r for r in outcome.table if r["status"] in ("failed", "not run")]
     return 1 if failed and len(failed) == len(outcome.table) else 0
@@ -331,6 +332,11 @@ def add_search(sub) -> None:
     p.add_argument("--asha-grace", type=int, default=None,
                    help="ASHA early stopping with this grace period in steps (must exceed "
                    "the largest anneal_iters in the space)")
+    p.add_argument("--share-prefix", action="store_true", default=None,
+                   help="sampler random or grid: ask every trial up front and train the "
+                   "trials that agree on their first updates (e.g. IRM's weight 1 before each "
+                   "anneal) once, as prefix trees over Ray tasks instead of Tune trials; each "
+                   "trial's numbers are those it gets alone (no ASHA)")
     p.set_defaults(func=cmd_search)
 
 

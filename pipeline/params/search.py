@@ -14,7 +14,7 @@ PARAM_KEYS = {"sampler": "sampler", "trials": "trials", "seeds": "seeds", "seed"
               "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
               "max_concurrent": "max_concurrent", "max_failures": "max_failures",
               "report_every": "report_every", "asha_grace": "asha_grace",
-              "asha_reduction": "asha_reduction"}
+              "asha_reduction": "asha_reduction", "share_prefix": "share_prefix"}
 
 
 # Numbers in the search section, checked (and YAML strings like "8" converted) up front, so a

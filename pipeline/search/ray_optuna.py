@@ -1,81 +1,26 @@
-"""Ray and Optuna plumbing: joining a cluster, the Optuna searcher Tune drives, the Tuner,
+"""Ray Tune and Optuna plumbing: the Optuna searcher Tune drives, the Tuner,
 and the progress lines a running search prints."""
 
 from __future__ import annotations
 
 import math
-import os
-import socket
-import sys
 import time
-from collections.abc import Callable
 
 import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.errors import ConfigError
+from pipeline.ray_cluster import log_to_stderr
 from pipeline.search.space import SearchSpace
 from pipeline.search.spec import SAMPLERS, Resolved, SearchSpec
 from pipeline.selection import SELECTION_RULES
-
-Log = Callable[[str], None]
-
-
-def log_to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def make_sampler(spec: SearchSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
     name, kwargs = SAMPLERS[spec.sampler]
     grid = (space.grid(),) if spec.sampler == "grid" else ()
     return getattr(optuna.samplers, name)(*grid, seed=spec.search_seed, **kwargs)
-
-
-def _reachable(address: str, source: str = "--address") -> None:
-    """Fail fast, naming the address, instead of Ray's long retry loop."""
-    if address == "auto":
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"{source} {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379) "
-                          "or 'auto'")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise ConfigError(
-            f"{source} {address}: no Ray cluster answers there ({exc.strerror or exc}). Start "
-            "one with `ray start --head --port PORT` (the recipe: docs/search.md), or "
-            "omit --address (and RAY_ADDRESS) for a local Ray on this machine") from None
-
-
-def connect(address: str | None, log: Log) -> bool:
-    """Connect to Ray; True if this call started it (and so must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    source = "--address"
-    if not address and os.environ.get("RAY_ADDRESS"):
-        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
-    quiet = {"logging_level": "WARNING", "log_to_driver": False}
-    if address is None:
-        log("starting a local Ray on this machine (no --address / RAY_ADDRESS)")
-        # "local": a new Ray, never a cluster that `ray start` left running (or dead) here
-        ray.init(address="local", include_dashboard=False, **quiet)
-        return True
-    _reachable(address, source)
-    try:
-        ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError) as exc:
-        raise ConfigError(
-            f"{source} {address}: could not join the Ray cluster ({exc}). If it uses token "
-            "authentication (Ray's default), export RAY_AUTH_TOKEN=$(ray get-auth-token) from "
-            "the head node first") from None
-    log(f"joined the Ray cluster at {address}: {ray.cluster_resources().get('CPU', 0):.0f} "
-        f"CPUs, {ray.cluster_resources().get('GPU', 0):.0f} GPUs")
-    return True
 
 
 class NoNaNOptunaSearch(OptunaSearch):
@@ -105,18 +50,27 @@ class NoNaNOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def _optuna_searcher(resolved: Resolved) -> OptunaSearch:
+def open_study(resolved: Resolved, sampler: optuna.samplers.BaseSampler | None = None,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """The search's Optuna study (created, or loaded to resume), labelled with what its values
+    mean."""
     spec = resolved.spec
-    sampler = make_sampler(spec, resolved.space)
-    storage = optuna.storages.RDBStorage(resolved.storage)
-    study = optuna.create_study(storage=storage, study_name=resolved.study_name,
-                                direction="maximize", load_if_exists=True)
+    study = optuna.create_study(storage=storage or optuna.storages.RDBStorage(resolved.storage),
+                                study_name=resolved.study_name, direction="maximize",
+                                load_if_exists=True, sampler=sampler)
     for name, value in (("selection", spec.selection), ("search_hash", resolved.hash),
                         ("dataset", spec.dataset), ("method", spec.method),
                         ("uses_test_data", SELECTION_RULES[spec.selection].uses_test_data)):
         study.set_user_attr(name, value)  # the study says what its values mean
+    return study
+
+
+def _optuna_searcher(resolved: Resolved) -> OptunaSearch:
+    storage = optuna.storages.RDBStorage(resolved.storage)
+    open_study(resolved, storage=storage)
     return NoNaNOptunaSearch(space=resolved.space.suggest, metric="score", mode="max",
-                             sampler=sampler, storage=storage, study_name=resolved.study_name)
+                             sampler=make_sampler(resolved.spec, resolved.space),
+                             storage=storage, study_name=resolved.study_name)
 
 
 class SearchProgress(tune.Callback):

@@ -28,7 +28,9 @@ from ray import tune
 
 from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
-from pipeline.search.ray_optuna import Log, concurrent_trials, connect, log_to_stderr, new_tuner
+from pipeline.ray_cluster import Log, connect, log_to_stderr
+from pipeline.search.planned import run_planned
+from pipeline.search.ray_optuna import concurrent_trials, new_tuner
 from pipeline.search.spec import Resolved, SearchSpec, resolve
 from pipeline.search.table import collect, summary, write_outputs
 from pipeline.search.trial import run_trial
@@ -77,27 +79,12 @@ def run_search(spec: SearchSpec, log: Log = log_to_stderr) -> SearchOutcome:
     started = connect(spec.address, log)  # an unreachable address fails before --out is touched
     t1 = time.perf_counter()
     try:
-        concurrent_trials(spec)  # a GPU request the cluster cannot meet fails here
+        slots = concurrent_trials(spec)  # a GPU request the cluster cannot meet fails here
         claim_out(resolved)
-        experiment = resolved.out / "ray" / f"search-{resolved.hash}"
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, setup=resolved.setup),
-            {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
-        if tune.Tuner.can_restore(str(experiment)):
-            log(f"resuming search {resolved.hash} from {experiment} (finished trials are "
-                "read from their done records, not trained again)")
-            # errored trials stay failed: FailureConfig has already retried them
-            tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=False)
+        if spec.share_prefix:
+            grid = run_planned(resolved, log, slots, t0)
         else:
-            log(f"search {resolved.hash}: {resolved.trials} trials of {spec.method} on "
-                f"{spec.dataset} ({spec.sampler}, {len(spec.seeds)} seeds each, selection "
-                f"{spec.selection}) -> {resolved.out}")
-            tuner = new_tuner(resolved, trainable)
-        # Our own metric check: trials may report without a score (no NaN ever reaches Tune).
-        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old engine
-        grid = tuner.fit()
+            grid = _fit_tune(resolved, log)
         t2 = time.perf_counter()
         table = collect(resolved, grid)
         best = write_outputs(resolved, table)
@@ -109,3 +96,27 @@ def run_search(spec: SearchSpec, log: Log = log_to_stderr) -> SearchOutcome:
             import ray
 
             ray.shutdown()
+
+
+def _fit_tune(resolved: Resolved, log: Log):
+    """The trials through Ray Tune (new, or resumed from its experiment state)."""
+    spec = resolved.spec
+    experiment = resolved.out / "ray" / f"search-{resolved.hash}"
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=resolved.setup),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    if tune.Tuner.can_restore(str(experiment)):
+        log(f"resuming search {resolved.hash} from {experiment} (finished trials are "
+            "read from their done records, not trained again)")
+        # errored trials stay failed: FailureConfig has already retried them
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False)
+    else:
+        log(f"search {resolved.hash}: {resolved.trials} trials of {spec.method} on "
+            f"{spec.dataset} ({spec.sampler}, {len(spec.seeds)} seeds each, selection "
+            f"{spec.selection}) -> {resolved.out}")
+        tuner = new_tuner(resolved, trainable)
+    # Our own metric check: trials may report without a score (no NaN ever reaches Tune).
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old engine
+    return tuner.fit()

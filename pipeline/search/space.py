@@ -23,6 +23,7 @@ value asked for (as the IRM search read 101..501 off its runs).
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -306,9 +307,11 @@ def _parse_choice(key: str, args, fixed: Mapping, where: str) -> Dimension:
     if not isinstance(args, list | tuple) or not args:
         raise ConfigError(f"{where}: choice needs a non-empty list, got {args!r}")
     values = [coerce(key, v) for v in args]
+    if typing.get_origin(field_type(key)) is list:  # Optuna's categoricals are scalars: a
+        values = [",".join(map(str, v)) for v in values]  # list is chosen as "50,150"
     if any(not isinstance(v, bool | int | float | str) for v in values):
         raise ConfigError(f"{where}: choices must be numbers or names (Optuna categoricals), "
-                          f"got {args!r}; fix list-valued keys with --set")
+                          f"got {args!r}")
     if len(set(values)) != len(values):
         raise ConfigError(f"{where}: choices repeat a value: {args!r}")
     return Dimension(key, "choice", choices=tuple(values))

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.config import make_config
+from pipeline.config import coerce, make_config
 from pipeline.environments import load_envs
 from pipeline.errors import ConfigError, check_range, lookup, unknown_name_message
 from pipeline.search.space import SearchSpace, compose, parse_space
@@ -56,6 +56,9 @@ class SearchSpec:
     report_every: int = 50  # steps between reports to Tune (and test evaluations)
     asha_grace: int | None = None  # ASHA early stopping; None = off
     asha_reduction: float = 3.0
+    # sampler random or grid: ask every trial up front and train the trials that agree on
+    # their first updates as prefix trees (pipeline.search.planned), not through Tune
+    share_prefix: bool = False
 
 
 @dataclass
@@ -146,6 +149,7 @@ def resolve(spec: SearchSpec) -> Resolved:
         raise ConfigError("ASHA (--asha-grace) cannot rank trials under leave_one_env_out: "
                           "its score exists only when a trial ends")
 
+    _check_share_prefix(spec, leave_one_out)
     if spec.sampler == "grid":
         size = space.grid_size()
         trials = size if spec.trials is None else min(spec.trials, size)
@@ -160,7 +164,9 @@ def resolve(spec: SearchSpec) -> Resolved:
     identity = {**setup_fields, "base": {k: v for k, v in base.items() if k != "envs_dir"},
                 "space_name": space_name, "space": space.describe(), "sampler": spec.sampler,
                 "trials": trials, "search_seed": spec.search_seed,
-                "asha": [spec.asha_grace, spec.asha_reduction] if spec.asha_grace else None}
+                "asha": [spec.asha_grace, spec.asha_reduction] if spec.asha_grace else None,
+                # the order trials are asked in may differ from Tune's (not their numbers)
+                **({"share_prefix": True} if spec.share_prefix else {})}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode())
     search_hash = digest.hexdigest()[:12]
     out = Path(spec.out).resolve()
@@ -168,6 +174,20 @@ def resolve(spec: SearchSpec) -> Resolved:
     storage = spec.storage or f"sqlite:///{out / 'study.db'}"
     return Resolved(spec, space, setup, trials, search_hash, out, storage,
                     f"{spec.dataset}-{space_name}-{search_hash}")
+
+
+def _check_share_prefix(spec: SearchSpec, leave_one_out: bool) -> None:
+    if not spec.share_prefix:
+        return
+    if spec.sampler not in ("random", "grid"):
+        raise ConfigError(f"share_prefix needs a sampler that does not learn from results "
+                          f"(random or grid), so that every trial is known up front; sampler "
+                          f"is {spec.sampler!r}")
+    if spec.asha_grace is not None:
+        raise ConfigError("share_prefix runs without Tune's scheduler: no ASHA (asha_grace)")
+    if leave_one_out:
+        raise ConfigError("share_prefix cannot run a leave_one_env_out search (its retraining "
+                          "without each environment is not shared)")
 
 
 def _check_asha(spec: SearchSpec, space: SearchSpace, base: dict) -> None:
@@ -179,9 +199,9 @@ def _check_asha(spec: SearchSpec, space: SearchSpace, base: dict) -> None:
                                  for v in d.bounds()}
     if "linear" in families:  # the weight is still ramping up until anneal + ramp
         anneal += space.largest("ramp_iters", cfg)
-    milestones = [m for d in space.all_dims() if d.key == "step_milestones"
-                  for m in d.bounds()] + list(cfg.step_milestones)
-    last_jump = max([anneal, *[max(m) if isinstance(m, list) else m for m in milestones]])
+    milestones = [max(coerce("step_milestones", m) or [0]) for d in space.all_dims()
+                  if d.key == "step_milestones" for m in d.bounds()] + list(cfg.step_milestones)
+    last_jump = max([anneal, *milestones])
     if spec.asha_grace <= last_jump:
         raise ConfigError(
             f"asha grace period ({spec.asha_grace} steps) must exceed the largest anneal "

@@ -98,7 +98,7 @@ def _envs(cfg: TrainConfig) -> EnvSet:
     return _ENVS[path]
 
 
-def _checked_envs(cfg: TrainConfig, setup: TrialSetup) -> EnvSet:
+def checked_envs(cfg: TrainConfig, setup: TrialSetup) -> EnvSet:
     """The trial's environments, refused unless they are the ones the search started with."""
     envset = _envs(cfg)
     if envset.manifest_sha256 != setup.data_sha256:
@@ -112,7 +112,7 @@ def train_trial(setup: TrialSetup, sampled: dict, progress=None,
                 cfg: TrainConfig | None = None) -> dict:
     """Train one sampled configuration and return its done record (not yet written)."""
     cfg = cfg or setup.config(sampled)
-    envset = _checked_envs(cfg, setup)
+    envset = checked_envs(cfg, setup)
     result = train(cfg, setup.seeds, envset=envset, progress=progress,
                    record_at=setup.record_at)
     result_dict = result.to_dict()
@@ -290,4 +290,4 @@ def rerun(record: dict, envs_dir: str | None = None) -> TrainResult:
     any, are not repeated.
     """
     cfg, setup = recorded_config(record, envs_dir)
-    return train(cfg, setup.seeds, envset=_checked_envs(cfg, setup), record_at=setup.record_at)
+    return train(cfg, setup.seeds, envset=checked_envs(cfg, setup), record_at=setup.record_at)
