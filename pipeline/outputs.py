@@ -9,6 +9,9 @@ report, a resumed search, another trial) sees a file completely or not at all.
     results/curves/DATASET-CONFIG.csv      its accuracy curve (dvc plots)
     results/protocol/DATASET-ROW.json      one row of the protocol table
     results/sem/sem.json                   the SEM study
+    results/schedules/search/DATASET-METHOD-FAMILY/   the schedule study: one search per family
+    results/schedules/evaluate/DATASET-METHOD-FAMILY.json   its selection, fresh seeds
+    results/schedules/GRID/DATASET/        a grid of the study (landscape, power_sweep)
 """
 
 from __future__ import annotations
@@ -59,3 +62,16 @@ def protocol_file(results: Path | str, dataset: str, row: str) -> Path:
 
 def sem_file(results: Path | str) -> Path:
     return Path(results) / "sem" / "sem.json"
+
+
+def schedule_search_dir(results: Path | str, dataset: str, method: str, family: str) -> Path:
+    return Path(results) / "schedules" / "search" / f"{dataset}-{method}-{family}"
+
+
+def schedule_evaluation_file(results: Path | str, dataset: str, method: str,
+                             family: str) -> Path:
+    return Path(results) / "schedules" / "evaluate" / f"{dataset}-{method}-{family}.json"
+
+
+def schedule_grid_dir(results: Path | str, grid: str, dataset: str) -> Path:
+    return Path(results) / "schedules" / grid / dataset

@@ -43,6 +43,17 @@ def tiny_params() -> dict:
     tiny["protocol"]["row_set"] = {row: {**tiny["protocol"]["row_set"].get(row, {}), **small}
                                    for row in tiny["protocol"]["rows"]}
     tiny["protocol"]["execution"] = {"dtype": "bf16", "eval_every": 5, "threads": 1}
+    # the schedule study: two families, two trials each, the grids 2 x 2 and 2
+    study = tiny["schedule_study"]
+    study.update({"datasets": ["colored_fashion_mnist"], "methods": ["irm"],
+                  "families": ["constant", "polynomial"], "trials": 2, "seeds": 1,
+                  "set": {"hidden_dim": 8, "steps": 12, "lr": 1.0e-3}})
+    study["spaces"]["constant"]["anneal_iters"] = {"int": [2, 8]}
+    study["spaces"]["polynomial"]["anneal_iters"] = {"int": [2, 8]}
+    study["landscape"]["axes"] = {"penalty_weight": [1.0e2, 1.0e4], "anneal_iters": [2, 6]}
+    study["power_sweep"].update({"axes": {"poly_power": [1.0, 2.0]},
+                                 "set": {"schedule": "polynomial", "poly_k": 1.0,
+                                         "anneal_iters": 4, "steps": 12}})
     return tiny
 
 

@@ -40,11 +40,16 @@ def test_code_deps_are_the_stage_scripts_import_closure(name):
         "dvc.yaml is out of date: python -m tests.dvc_stages.import_graph --rewrite-dvc-yaml")
 
 
-@pytest.mark.parametrize("name", ["search", "evaluate"])
+@pytest.mark.parametrize("name", ["search", "evaluate", "schedule_search", "schedule_grid"])
 def test_matrix_stages_track_only_their_own_space(name):
     params = stage_of(name)["params"]
     if name == "search":  # one method's space: editing it re-runs only that method's searches
         assert params == ["search", "search_spaces.shared", "search_spaces.${item.method}"]
+    elif name == "schedule_search":  # one family's space re-runs only that family's searches
+        assert "schedule_study.spaces.${item.family}" in params
+        assert "schedule_study" not in params and "schedule_study.spaces" not in params
+    elif name == "schedule_grid":
+        assert "schedule_study.${item.grid}" in params and "schedule_study" not in params
     else:  # the preset deviations do not re-run the selected configurations
         assert "evaluate" not in params and "evaluate.preset_set" not in params
 
@@ -52,7 +57,10 @@ def test_matrix_stages_track_only_their_own_space(name):
 # mappings whose keys are values (config overrides; which datasets to build): a profile may
 # list other ones
 VALUE_MAPPINGS = ("search_spaces.", "search.set.", "evaluate.preset_set.",
-                  "evaluate.execution.", "make_envs.datasets.")
+                  "evaluate.execution.", "make_envs.datasets.", "schedule_study.set.",
+                  "schedule_study.spaces.", "schedule_study.landscape.axes.",
+                  "schedule_study.landscape.set.", "schedule_study.power_sweep.axes.",
+                  "schedule_study.power_sweep.set.")
 
 
 def _keys(tree, prefix=""):
@@ -76,6 +84,12 @@ def test_paper_profile_has_the_same_keys_and_the_full_protocol():
     assert PAPER["evaluate"]["preset_set"] == {}
     assert PAPER["make_envs"]["datasets"]["colored_fashion_mnist"]["n_train"] is None
     assert PAPER["sem_study"]["irm_iterations"] == 100000
+    study = PAPER["schedule_study"]
+    assert study["methods"] == ["irm", "vrex"] and len(study["families"]) == 5
+    assert study["set"]["steps"] == 501 and study["set"]["hidden_dim"] == 390
+    axes = study["landscape"]["axes"]
+    assert len(axes["penalty_weight"]) * len(axes["anneal_iters"]) > 36  # denser than default
+    assert study["power_sweep"]["set"]["steps"] == 500  # the course project's
 
 
 @pytest.mark.parametrize("params", [PARAMS, PAPER], ids=["default", "paper"])
@@ -97,6 +111,15 @@ def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
                                 dataset="colored_fashion_mnist", method=method,
                                 out=str(tmp_path / method), envs_dir=str(tiny_envs_dir))
         resolve(spec)
+    from pipeline.params.schedule_study import GRIDS, schedule_study_settings, study_search_spec
+
+    schedules = schedule_study_settings(params["schedule_study"])
+    for which in [*schedules.families, *GRIDS]:
+        for method in schedules.methods:
+            spec = study_search_spec(params, which, "colored_fashion_mnist", method,
+                                     str(tiny_envs_dir), str(tmp_path / f"{which}-{method}"))
+            assert spec.share_prefix and spec.sampler in ("random", "grid")
+            resolve(spec)
 
 
 def test_the_results_layout_is_the_one_dvc_yaml_writes():
@@ -111,6 +134,10 @@ def test_the_results_layout_is_the_one_dvc_yaml_writes():
         "evaluate_preset": [outputs.evaluation_file("results", d, p)],
         "evaluate_protocol": [outputs.protocol_file("results", d, r)],
         "evaluate_sem": [outputs.sem_file("results")],
+        "schedule_search": [outputs.schedule_search_dir("results", d, m, "${item.family}")],
+        "schedule_evaluate": [outputs.schedule_evaluation_file("results", d, m,
+                                                               "${item.family}")],
+        "schedule_grid": [outputs.schedule_grid_dir("results", "${item.grid}", d)],
     }
     for name, paths in expected.items():
         assert [Path(o) for o in stage_of(name)["outs"]] == paths, name
