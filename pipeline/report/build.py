@@ -12,9 +12,15 @@ import pandas as pd
 
 from pipeline.outputs import write_atomic, write_json
 from pipeline.params.study import Study
-from pipeline.report import figures
+from pipeline.report import figures, schedule_figures
 from pipeline.report.inputs import Inputs
 from pipeline.report.provenance import provenance_markdown
+from pipeline.report.schedule_table import (
+    best_family,
+    schedule_latex,
+    schedule_markdown,
+    schedule_rows,
+)
 from pipeline.report.tables import (
     accuracy_latex,
     accuracy_markdown,
@@ -52,6 +58,17 @@ def headline_metrics(inputs: Inputs) -> dict:
                 for name in ("train", "test", "gray")} | {
                 "test_std": _round(row["test"][1]) if row["test"] else None,
                 "seeds": row["seeds"], "diverged": row["diverged"]}
+    if inputs.schedule_searches:
+        rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
+        out["schedules"] = {}
+        for row in rows:
+            out["schedules"].setdefault(f"{row['dataset']}-{row['method']}", {})[
+                row["family"]] = {"test": _round(row["test"][0]) if row["test"] else None,
+                                  "test_std": _round(row["test"][1]) if row["test"] else None,
+                                  "near_best": row["near"], "trials": row["trials"],
+                                  "selection": row["selection"]}
+        for key, family in best_family(rows).items():
+            out["schedules"][key]["best_family"] = family
     if inputs.sem_rows:
         out["sem"] = {}
         for s in sem_summary(inputs.sem_rows):
@@ -80,8 +97,6 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
             for number, name, draw, what in (
                     (1, "accuracy_vs_penalty", figures.accuracy_vs_penalty,
                      "OOD test accuracy against the penalty weight across search trials"),
-                    (4, "accuracy_heatmap", figures.accuracy_heatmap,
-                     "test accuracy over penalty weight x anneal iterations"),
                     (5, "train_vs_test", figures.train_vs_test,
                      "train against test accuracy across trials")):
                 png = draw(trials, out / f"fig{number}_{name}-{dataset}")[0]
@@ -103,6 +118,7 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
         png = figures.training_curves(runs, out / f"fig3_training_curves-{dataset}",
                                       dataset)[0]
         drawn.append((f"Figure 3 ({dataset}): training curves of the final evaluation.", png))
+    drawn += schedule_figure_list(inputs, out)
     if inputs.protocol:
         png = figures.protocol_accuracy(list(inputs.protocol.values()),
                                         out / "fig7_protocol_accuracy")[0]
@@ -113,6 +129,44 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
         drawn.append(("Figure 6: SEM study, causal and non-causal coefficient error per "
                       "method.", png))
     return sorted(drawn, key=lambda d: d[0])
+
+
+def schedule_figure_list(inputs: Inputs, out: Path) -> list[tuple[str, Path]]:
+    """The schedule study's figures: the landscape (figure 4), the trials per family (8), the
+    selected schedules (9) and the power sweep (10), per dataset."""
+    drawn = []
+    datasets = dict.fromkeys(k.split("-", 1)[1] for k in inputs.schedule_grids)
+    datasets.update(dict.fromkeys(t["config.dataset"].iloc[0]
+                                  for t, _ in inputs.schedule_searches.values()))
+    for dataset in datasets:
+        grid = inputs.schedule_grids.get(f"landscape-{dataset}")
+        if grid is not None and (grid["status"] == "ok").any():
+            png = schedule_figures.landscape(grid, out / f"fig4_landscape-{dataset}")[0]
+            drawn.append((f"Figure 4 ({dataset}): IRM's test accuracy over penalty weight x "
+                          "anneal iterations, every point of a grid.", png))
+        searches = {k: v for k, v in inputs.schedule_searches.items()
+                    if k.startswith(f"{dataset}-")}
+        if searches:
+            png = schedule_figures.family_trials(searches, out / f"fig8_families-{dataset}")[0]
+            drawn.append((f"Figure 8 ({dataset}): test accuracy of every trial per penalty-"
+                          "weight schedule family, the selected ones starred.", png))
+            configs = {f"{best['config']['method']}, {best['config']['schedule']}":
+                       best["config"] for _, best in searches.values()
+                       if best and best.get("config")}
+            if configs:
+                rules = sorted({best["selection"] for _, best in searches.values() if best})
+                png = schedule_figures.selected_schedules(
+                    configs, out / f"fig9_selected_schedules-{dataset}",
+                    f"{dataset}, selection: "
+                    + ", ".join(schedule_figures.rule_text(r) for r in rules))[0]
+                drawn.append((f"Figure 9 ({dataset}): the penalty weight over training of each "
+                              "family's selected configuration.", png))
+        power = inputs.schedule_grids.get(f"power_sweep-{dataset}")
+        if power is not None and len(power):
+            png = schedule_figures.power_sweep(power, out / f"fig10_power_sweep-{dataset}")[0]
+            drawn.append((f"Figure 10 ({dataset}): final train and test accuracy against the "
+                          "power p of λ = k·t^p.", png))
+    return drawn
 
 
 def label_of(result: dict, with_dataset: bool = True) -> str:
@@ -151,6 +205,13 @@ def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
         write_atomic(tables / "sem.tex", sem_table_latex(inputs.sem_rows))
         sections += ["## SEM study: coefficient errors", "", sem_md,
                      "LaTeX: [`tables/sem.tex`](tables/sem.tex)", ""]
+    if inputs.schedule_searches:
+        rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
+        schedule_md = schedule_markdown(rows, inputs.schedule_fixed)
+        write_atomic(tables / "schedules.md", schedule_md)
+        write_atomic(tables / "schedules.tex", schedule_latex(rows, inputs.schedule_fixed))
+        sections += ["## Penalty-weight schedule families", "", schedule_md,
+                     "LaTeX: [`tables/schedules.tex`](tables/schedules.tex)", ""]
     sections += ["## Figures", ""]
     for caption, png in draw_figures(inputs, study, figs):
         rel = png.relative_to(out)

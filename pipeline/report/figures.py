@@ -21,19 +21,23 @@ import seaborn as sns  # noqa: E402
 from pipeline.config import make_config  # noqa: E402
 from pipeline.environments.sem import SEM_SETUPS  # noqa: E402
 from pipeline.evaluate import per_step_train_keys  # noqa: E402
-from pipeline.report.published import PUBLISHED_PROTOCOL_ROWS, PUBLISHED_SEM  # noqa: E402
+from pipeline.report.published import (  # noqa: E402
+    PUBLISHED_PROTOCOL_DATASET,
+    PUBLISHED_PROTOCOL_ROWS,
+    PUBLISHED_SEM,
+)
 from pipeline.schedules import curve  # noqa: E402
 from pipeline.selection import SELECTION_RULES  # noqa: E402
 
 CHANCE, OPTIMAL_INVARIANT = 50.0, 75.0  # Colored MNIST, in % (label noise 0.25)
 
 
-def save(fig, path: Path | str) -> list[Path]:
+def save(fig, path: Path | str, title_size: float = 9) -> list[Path]:
     """Write ``path``.png and ``path``.pdf; returns both paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for ax in fig.axes:
-        ax.title.set_fontsize(9)  # two-line titles that name data and selection must fit
+        ax.title.set_fontsize(title_size)  # two-line titles naming data and selection must fit
     fig.tight_layout()
     out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
     fig.savefig(out[0], dpi=150)
@@ -60,17 +64,6 @@ def _title(what: str, trials: pd.DataFrame) -> str:
     return f"{what}\n{datasets}, trials at their longest run, selection: {rules}"
 
 
-def _binned(values: pd.Series, bins: int, digits: int) -> pd.Series:
-    """At most ``bins`` equal-width bins labelled ``low-high``, with as many decimals as it takes
-    (from ``digits``) to tell the labels apart: a small search can span a narrow range."""
-    cut = pd.cut(values, max(1, min(bins, values.nunique())))
-    for places in range(digits, digits + 6):
-        labels = [f"{c.left:.{places}f}-{c.right:.{places}f}" for c in cut.cat.categories]
-        if len(set(labels)) == len(labels):
-            break
-    return cut.cat.rename_categories(dict(zip(cut.cat.categories, labels, strict=True)))
-
-
 def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
     """Figure 1: OOD test accuracy against the final penalty weight (the trials table's
     ``final_penalty_weight``: the weight each trial's schedule reached), by schedule family."""
@@ -89,21 +82,27 @@ def schedules_used(configs: list[dict] | dict[str, dict], steps: int,
     """Figure 2: the penalty-weight schedules, lambda against step.
 
     ``configs`` may be named ({label: config}); each curve's label says where it came from.
+    Schedules that coincide (IRM and V-REx selected the same one) stay visible: each line is
+    drawn thinner than the one before it, in its own dash pattern, and the legend sits below
+    the axes, never on the curves.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    rows = []
-    named = configs.items() if isinstance(configs, dict) else [(None, c) for c in configs]
-    for name, cfg in named:
+    named = list(configs.items()) if isinstance(configs, dict) else [(None, c) for c in configs]
+    fig, ax = plt.subplots(figsize=(5.5, 3.0 + 0.22 * len(named)))
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    palette = sns.color_palette("colorblind", max(1, len(named)))
+    for i, (name, cfg) in enumerate(named):
         sched = make_config(None, **cfg)
-        label = f"{sched.schedule} (anneal {sched.anneal_iters})"
+        label = f"{sched.schedule} (anneal {sched.anneal_iters}" + (
+            f", λ {sched.penalty_weight:.3g})" if sched.schedule == "constant" else ")")
         label = f"{name}: {label}" if name else label
-        rows += [{"step": t, "lambda": w, "schedule": label}
-                 for t, w in enumerate(curve(sched.schedule_obj(), steps))]
-    sns.lineplot(data=pd.DataFrame(rows), x="step", y="lambda", hue="schedule", ax=ax)
+        ax.plot(range(steps), curve(sched.schedule_obj(), steps), color=palette[i],
+                ls=styles[i % len(styles)], lw=3.4 - 2.4 * i / max(1, len(named) - 1),
+                label=label)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)  # weights are never negative; symlog would show a mirrored axis
     ax.set(xlabel="training step", ylabel="penalty weight λ (symlog scale)",
            title="Penalty-weight schedules used")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return save(fig, path)
 
 
@@ -138,22 +137,6 @@ def training_curves(results: dict[str, dict], path: Path | str,
            title=f"Training curves{f' on {dataset}' if dataset else ''} (solid: train, "
                  "dashed with markers: test),\nmean ± 1 std (ddof 0) over seeds; legend: "
                  "config (selection rule) or published preset")
-    return save(fig, path)
-
-
-def accuracy_heatmap(trials: pd.DataFrame, path: Path | str, bins: int = 6) -> list[Path]:
-    """Figure 4: mean test accuracy over penalty weight (log bins) x anneal iterations."""
-    ok = _finished(trials)
-    ok["log10 λ"] = _binned(np.log10(ok["config.penalty_weight"].clip(lower=1e-12)), bins, 1)
-    ok["anneal"] = _binned(ok["config.anneal_iters"], bins, 0)
-    grid = ok.pivot_table(index="anneal", columns="log10 λ", values="test %", aggfunc="mean",
-                          observed=False)
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
-    sns.heatmap(grid, annot=True, fmt=".0f", cmap="viridis", ax=ax,
-                cbar_kws={"label": "mean test accuracy (%)"})
-    ax.tick_params(axis="y", labelrotation=0)
-    ax.set(xlabel="penalty weight, log10 λ (bins)", ylabel="anneal iterations (bins)",
-           title=_title("Test accuracy over λ x anneal", trials))
     return save(fig, path)
 
 
@@ -239,15 +222,16 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         part = frame[frame["panel"] == panel] if not frame.empty else frame
         if not part.empty:
-            with _seeded_global_numpy(0):  # seaborn jitters with np.random: same dots each run
+            with seeded_global_numpy(0):  # seaborn jitters with np.random: same dots each run
                 sns.stripplot(data=part, x="row", y="accuracy", hue="metric", order=rows,
                               hue_order=["test", "gray test"], dodge=True, size=3.5, ax=ax,
                               legend=ax is axes[0, 0])
-        for i, row in enumerate(rows):
-            if row in PUBLISHED_PROTOCOL_ROWS:
-                ax.plot([i - 0.4, i + 0.4], [PUBLISHED_PROTOCOL_ROWS[row]["test"][0]] * 2,
-                        color="black", lw=1.2,
-                        label="published test (full MNIST)" if i == 0 else None)
+        # Fishr's numbers are for full Colored MNIST: drawn on that panel only
+        published = [(i, PUBLISHED_PROTOCOL_ROWS[row]["test"][0]) for i, row in enumerate(rows)
+                     if row in PUBLISHED_PROTOCOL_ROWS and panel == PUBLISHED_PROTOCOL_DATASET]
+        for n, (i, mean) in enumerate(published):
+            ax.plot([i - 0.4, i + 0.4], [mean] * 2, color="black", lw=1.2,
+                    label="published test (Fishr, full MNIST)" if n == 0 else None)
         ax.set(xlabel="", ylabel="accuracy (%)", title=panel, ylim=(0, 100))
         ax.axhline(50, color="grey", lw=0.6, ls=":")
         ax.tick_params(axis="x", rotation=30)
@@ -258,13 +242,13 @@ def protocol_accuracy(results: list[dict], path: Path | str) -> list[Path]:
             axes[0, 0].get_legend().remove()
     fig.suptitle("Every method with IRM's published hyperparameters\n(irm_paper: selected with "
                  "test data, USES TEST DATA); one dot per seed,\nblack bar: Fishr's published "
-                 "test mean on full MNIST", fontsize=9)
+                 "test mean (on the full Colored MNIST panel only)", fontsize=9)
     fig.tight_layout()
     return save(fig, path)
 
 
 @contextmanager
-def _seeded_global_numpy(seed: int):
+def seeded_global_numpy(seed: int):
     """numpy's global generator seeded for a block, and put back as it was after it."""
     state = np.random.get_state()
     np.random.seed(seed)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.outputs import evaluation_file, protocol_file, read_json, search_dir
+from pipeline.outputs import (
+    evaluation_file,
+    protocol_file,
+    read_json,
+    schedule_evaluation_file,
+    schedule_grid_dir,
+    schedule_search_dir,
+    search_dir,
+)
 from pipeline.params.study import Study
 
 
@@ -23,12 +31,19 @@ class Inputs:
     sem_meta: dict = field(default_factory=dict)
     protocol: dict[str, dict] = field(default_factory=dict)  # "dataset-row" -> result
     protocol_preset: str = "irm_paper"
+    # the schedule study: "dataset-method-family" -> (trials table, best.json) and evaluation;
+    # "GRID-dataset" -> the grid's trials table (landscape, power_sweep); what it fixed
+    schedule_searches: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
+    schedule_evaluations: dict[str, dict] = field(default_factory=dict)
+    schedule_grids: dict[str, pd.DataFrame] = field(default_factory=dict)
+    schedule_fixed: dict = field(default_factory=dict)
 
 
 def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
-                protocol=None) -> Inputs:
+                protocol=None, schedules=None) -> Inputs:
     """Read every finished result; ``protocol`` (ProtocolSettings) adds the protocol table's
-    rows from ``results/protocol/DATASET-ROW.json``."""
+    rows from ``results/protocol/DATASET-ROW.json``, ``schedules`` (ScheduleStudy) the
+    schedule study's searches, evaluations and grids."""
     evaluations, searches, best, manifests = {}, {}, {}, {}
     for dataset in study.datasets:
         manifests[dataset] = read_json(envs / dataset / "manifest.json")
@@ -51,5 +66,26 @@ def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
             for row in protocol.rows:
                 protocol_results[f"{dataset}-{row}"] = read_json(
                     protocol_file(results, dataset, row))
-    return Inputs(evaluations, searches, best, manifests, sem_rows, sem_meta, protocol_results,
-                  protocol.preset if protocol is not None else "irm_paper")
+    inputs = Inputs(evaluations, searches, best, manifests, sem_rows, sem_meta,
+                    protocol_results, protocol.preset if protocol is not None else "irm_paper")
+    if schedules is not None:
+        load_schedules(inputs, schedules, results, envs)
+    return inputs
+
+
+def load_schedules(inputs: Inputs, schedules, results: Path, envs: Path) -> None:
+    """Add the schedule study (ScheduleStudy) to ``inputs``: its searches, evaluations, grids."""
+    inputs.schedule_fixed = dict(schedules.fixed)
+    for dataset in schedules.datasets:
+        inputs.manifests[dataset] = read_json(envs / dataset / "manifest.json")
+        for method in schedules.methods:
+            for family in schedules.families:
+                key = f"{dataset}-{method}-{family}"
+                search = schedule_search_dir(results, dataset, method, family)
+                inputs.schedule_searches[key] = (pd.read_parquet(search / "trials.parquet"),
+                                                 read_json(search / "best.json"))
+                inputs.schedule_evaluations[key] = read_json(
+                    schedule_evaluation_file(results, dataset, method, family))
+        for grid in ("landscape", "power_sweep"):
+            inputs.schedule_grids[f"{grid}-{dataset}"] = pd.read_parquet(
+                schedule_grid_dir(results, grid, dataset) / "trials.parquet")

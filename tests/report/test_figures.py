@@ -34,7 +34,6 @@ def _check(paths: list[Path]) -> None:
 
 def test_trial_figures(trials, tmp_path):
     _check(figures.accuracy_vs_penalty(trials, tmp_path / "fig1"))
-    _check(figures.accuracy_heatmap(trials, tmp_path / "fig4"))
     _check(figures.train_vs_test(trials, tmp_path / "fig5"))
 
 
