@@ -212,6 +212,12 @@ def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
         write_atomic(tables / "schedules.tex", schedule_latex(rows, inputs.schedule_fixed))
         sections += ["## Penalty-weight schedule families", "", schedule_md,
                      "LaTeX: [`tables/schedules.tex`](tables/schedules.tex)", ""]
+        for name, shared in sorted(inputs.schedule_sharing.items()):
+            sections.append(f"- {name}: {shared['steps_trained']} steps trained for the "
+                            f"{shared['steps_alone']} of its runs alone "
+                            f"({100 * shared['saving']:.0f}% shared: runs that agree on their "
+                            "first updates train them once; each run's numbers are its own)")
+        sections.append("")
     sections += ["## Figures", ""]
     for caption, png in draw_figures(inputs, study, figs):
         rel = png.relative_to(out)

@@ -37,6 +37,7 @@ class Inputs:
     schedule_evaluations: dict[str, dict] = field(default_factory=dict)
     schedule_grids: dict[str, pd.DataFrame] = field(default_factory=dict)
     schedule_fixed: dict = field(default_factory=dict)
+    schedule_sharing: dict[str, dict] = field(default_factory=dict)  # search -> its savings
 
 
 def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
@@ -87,5 +88,9 @@ def load_schedules(inputs: Inputs, schedules, results: Path, envs: Path) -> None
                 inputs.schedule_evaluations[key] = read_json(
                     schedule_evaluation_file(results, dataset, method, family))
         for grid in ("landscape", "power_sweep"):
+            where = schedule_grid_dir(results, grid, dataset)
             inputs.schedule_grids[f"{grid}-{dataset}"] = pd.read_parquet(
-                schedule_grid_dir(results, grid, dataset) / "trials.parquet")
+                where / "trials.parquet")
+            if (where / "shared_prefix.json").is_file():
+                inputs.schedule_sharing[f"{grid}-{dataset}"] = read_json(
+                    where / "shared_prefix.json")

@@ -16,12 +16,14 @@ needs Tune's scheduler).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
 
 import optuna
 
+from pipeline.outputs import write_json
 from pipeline.ray_cluster import Log
 from pipeline.search.ray_optuna import make_sampler, open_study
 from pipeline.search.spec import Resolved
@@ -92,7 +94,7 @@ def _split(slots: int, sizes: list[int]) -> list[int]:
     return [max(1, min(size, round(slots * size / total))) for size in sizes]
 
 
-def _train_chunk(resolved_setup, sampled: list[dict], numbers: list[int]) -> list[str]:
+def _train_chunk(resolved_setup, sampled: list[dict], numbers: list[int]) -> dict:
     """One chunk, in a Ray worker: train it as a prefix tree and write every trial's record."""
     setup = resolved_setup
     cfgs = [setup.config(s) for s in sampled]
@@ -113,7 +115,7 @@ def _train_chunk(resolved_setup, sampled: list[dict], numbers: list[int]) -> lis
             # the chunk this trial trained in: its steps were shared with the chunk's others
             "shared_prefix": {**sharing.to_dict(), "chunk": len(cfgs)}})
         keys.append(key)
-    return keys
+    return {"keys": keys, **sharing.to_dict()}
 
 
 def run_planned(resolved: Resolved, log: Log, slots: int, t0: float) -> list[PlannedResult]:
@@ -134,22 +136,43 @@ def run_planned(resolved: Resolved, log: Log, slots: int, t0: float) -> list[Pla
                for part in parts}
     errors: dict[str, str] = {}
     finished = len(trials) - len(todo)
+    shared = _read_sharing(resolved)
     while pending:
         (ref,), _ = ray.wait(list(pending), num_returns=1)
         part = pending.pop(ref)
         try:
-            ray.get(ref)
+            chunk = ray.get(ref)
         except Exception as exc:  # a chunk that failed: its trials are failed, not lost
             message = str(exc).strip().splitlines()[-1][:300]
             errors.update({t.key: message for t in part})
+        else:
+            shared["chunks"].append(chunk)
+            _write_sharing(resolved, shared)
         finished += len(part)
         elapsed = time.perf_counter() - t0
         log(f"[search {elapsed // 60:.0f}m{elapsed % 60:02.0f}s] {finished}/{len(trials)} "
             f"trials finished ({len(errors)} failed)")
+    if shared["chunks"]:
+        log(f"prefix sharing: {shared['steps_trained']} steps trained for the "
+            f"{shared['steps_alone']} of the trials alone ({100 * shared['saving']:.0f}% "
+            f"saved) -> {resolved.out / 'shared_prefix.json'}")
     # told through a handle without the grid sampler: GridSampler.after_trial stops the study
     # when the grid is done, which Optuna allows only inside study.optimize
     teller = open_study(resolved, sampler=optuna.samplers.RandomSampler(seed=0))
     return _tell(teller, trials, resolved, errors)
+
+
+def _read_sharing(resolved: Resolved) -> dict:
+    """``OUT/shared_prefix.json``: every chunk trained so far (a resumed search adds to it)."""
+    path = resolved.out / "shared_prefix.json"
+    return json.loads(path.read_text()) if path.is_file() else {"chunks": []}
+
+
+def _write_sharing(resolved: Resolved, shared: dict) -> None:
+    shared["steps_trained"] = sum(c["steps_trained"] for c in shared["chunks"])
+    shared["steps_alone"] = sum(c["steps_alone"] for c in shared["chunks"])
+    shared["saving"] = 1 - shared["steps_trained"] / max(1, shared["steps_alone"])
+    write_json(resolved.out / "shared_prefix.json", shared)
 
 
 def _tell(study: optuna.Study, trials: list[PlannedTrial], resolved: Resolved,

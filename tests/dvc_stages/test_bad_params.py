@@ -45,6 +45,8 @@ CASES = [
      (*ALL[:4], *ALL[5:])),
     (("sem_study.irm_iterations", -5), ["irm_iterations"], "evaluate_sem",
      (*ALL[:5], ALL[6])),
+    (("schedule_study.trials", "many"), ["schedule_study.trials", "many"], "schedule_search@",
+     ALL),
 ]
 
 

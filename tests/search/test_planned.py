@@ -69,6 +69,9 @@ def test_shared_steps_are_saved_and_every_trial_reruns_alone_bit_for_bit(grid_se
     trained = sum(json.loads(s)["steps_trained"] for s in sharing)
     alone = sum(json.loads(s)["steps_alone"] for s in sharing)
     assert alone == 6 * 12 and trained < alone  # the anneals' weight-1 steps were shared
+    totals = json.loads((outcome.out / "shared_prefix.json").read_text())
+    assert (totals["steps_trained"], totals["steps_alone"]) == (trained, alone)
+    assert any(f"prefix sharing: {trained} steps trained" in line for line in lines)
     for record in records:
         again = rerun(record)
         assert again.members == record["result"]["members"]
