@@ -16,7 +16,7 @@ its wall time, which counts the shared steps in every run that shares them, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline import schedules
@@ -61,14 +61,19 @@ def check_shareable(cfgs: Sequence[TrainConfig]) -> None:
                     f"runs that share a prefix may differ only in {', '.join(sorted(SHAREABLE))}")
 
 
-def controls(cfg: TrainConfig) -> list[tuple[float, bool]]:
-    """The controls of every update of a run (its last step has none)."""
+def controls(cfg: TrainConfig) -> list[tuple]:
+    """The controls of every step of a run: of each update, then the weight of the last step,
+    whose forward has no update but whose objective (and so its record and divergence)
+    depends on it."""
     schedule = cfg.schedule_obj()
-    return [step_control(cfg, schedule, t) for t in range(cfg.steps - 1)]
+    updates = [step_control(cfg, schedule, t) for t in range(cfg.steps - 1)]
+    # -1 in the reset's place marks the last step: never equal to an update's, and
+    # comparable with it (the search sorts trials by their controls)
+    return [*updates, (step_control(cfg, schedule, cfg.steps - 1)[0], -1)]
 
 
-def _agreed(ctrls: list[list[tuple[float, bool]]], start: int) -> int:
-    """The first update at or after ``start`` where the controls of the group part (or one ends)."""
+def _agreed(ctrls: list[list[tuple]], start: int) -> int:
+    """The first step at or after ``start`` where the controls of the group part."""
     shortest = min(len(c) for c in ctrls)
     t = start
     while t < shortest and all(c[t] == ctrls[0][t] for c in ctrls[1:]):
@@ -77,49 +82,85 @@ def _agreed(ctrls: list[list[tuple[float, bool]]], start: int) -> int:
 
 
 def train_shared(cfgs: Sequence[TrainConfig], seeds: Sequence[int], envset: EnvSet | None = None,
-                 progress: ProgressFn | None = None, record_at: Sequence[int] = ()
-                 ) -> tuple[list[TrainResult], Sharing]:
+                 progress: ProgressFn | None = None, record_at: Sequence[int] = (),
+                 on_result: Callable[[int, TrainResult], None] | None = None
+                 ) -> tuple[list[TrainResult | Exception], Sharing]:
     """Train every configuration in ``cfgs`` for ``seeds``, sharing the steps they agree on.
 
-    Returns the results in the order of ``cfgs`` and what sharing saved.
+    Returns the results in the order of ``cfgs`` (an exception in place of a result whose
+    training raised: the others still train) and what sharing saved. ``on_result(i, result)``
+    is called as each result is finished, so that a caller can keep it before the rest end.
     """
     check_shareable(cfgs)
     ctrls = [controls(cfg) for cfg in cfgs]
-    results: list[TrainResult | None] = [None] * len(cfgs)
+    results: list[TrainResult | Exception | None] = [None] * len(cfgs)
     root = Trainer(cfgs[0], seeds, envset, progress, record_at)
     stats = Sharing(0, 0, 0)
+    done = on_result or (lambda i, r: None)
     with root.precision.active(root.device):
-        _grow(root, list(range(len(cfgs))), cfgs, ctrls, record_at, results, stats)
-    stats.steps_alone = sum(r.runtime["steps_run"] for r in results)
+        _grow(root, list(range(len(cfgs))), _Tree(cfgs, ctrls, record_at, results, stats, done))
+    stats.steps_alone = sum(r.runtime["steps_run"] for r in results
+                            if isinstance(r, TrainResult))
     return results, stats
 
 
-def _grow(trainer: Trainer, group: list[int], cfgs, ctrls, record_at, results, stats) -> None:
-    """Train ``group`` (indices into ``cfgs``; its first is ``trainer``'s own configuration),
-    all of which agree with ``trainer``'s updates so far."""
-    same = all(ctrls[i] == ctrls[group[0]] for i in group)
-    if same:  # one run (the rest are the same run under other names: e.g. ERM's lambdas)
+@dataclass
+class _Tree:
+    """What every node of the tree shares."""
+
+    cfgs: Sequence[TrainConfig]
+    ctrls: list[list[tuple]]
+    record_at: Sequence[int]
+    results: list
+    stats: Sharing
+    done: Callable[[int, TrainResult], None]
+
+
+def _grow(trainer: Trainer, group: list[int], tree: _Tree) -> None:
+    """Train ``group`` (indices into ``tree.cfgs``; its first is ``trainer``'s own
+    configuration), all of which agree with ``trainer``'s updates so far. A group whose
+    training raises gets the exception as its results; its siblings go on."""
+    try:
+        _grow_or_raise(trainer, group, tree)
+    except Exception as exc:  # noqa: BLE001 (recorded per configuration, never swallowed)
+        _failed(group, exc, tree)
+
+
+def _failed(group: list[int], exc: Exception, tree: _Tree) -> None:
+    for i in group:
+        if tree.results[i] is None:
+            tree.results[i] = exc
+
+
+def _grow_or_raise(trainer: Trainer, group: list[int], tree: _Tree) -> None:
+    cfgs, ctrls, stats = tree.cfgs, tree.ctrls, tree.stats
+    if all(ctrls[i] == ctrls[group[0]] for i in group):  # one run; the rest are the same run
+        trainer.extra_eval_steps = set()  # under other names (e.g. ERM's lambdas)
         trainer.advance(trainer.cfg.steps)
         stats.steps_trained += trainer.steps_trained
-        results[group[0]] = trainer.result()
-        for i in group[1:]:
-            twin = trainer.fork(cfgs[i], record_at)
+        for i in group:
+            twin = trainer if i == group[0] else trainer.fork(cfgs[i], tree.record_at)
             twin.finished = True
-            results[i] = twin.result()
+            tree.results[i] = twin.result()
+            tree.done(i, tree.results[i])
         return
     parted = _agreed([ctrls[i] for i in group], trainer.next_step)
     # the forks evaluate where any of them would (an evaluation never changes the state)
-    trainer.extra_eval_steps = set().union(*(eval_steps(cfgs[i], record_at) for i in group))
+    trainer.extra_eval_steps = set().union(*(eval_steps(cfgs[i], tree.record_at)
+                                             for i in group))
     trainer.advance(parted, stop_when_diverged=False)
     stats.steps_trained += trainer.steps_trained
     trainer.steps_trained = 0
     children: dict[tuple, list[int]] = {}
-    for i in group:  # by the control of update `parted`, or the run's end; the trainer's own
-        key = ctrls[i][parted] if parted < len(ctrls[i]) else ("end", cfgs[i].steps)
-        children.setdefault(key, []).append(i)  # part comes first (dicts keep their order)
+    for i in group:  # by the control of step `parted`; the trainer's own part comes first
+        children.setdefault(ctrls[i][parted], []).append(i)  # (dicts keep their order)
     own, *others = children.values()
     for part in others:  # forks of the state at `parted`; then the trainer goes on itself
         stats.forks += 1
-        _grow(trainer.fork(cfgs[part[0]], record_at), part, cfgs, ctrls, record_at, results,
-              stats)
-    _grow(trainer, own, cfgs, ctrls, record_at, results, stats)
+        try:
+            child = trainer.fork(cfgs[part[0]], tree.record_at)
+        except Exception as exc:  # noqa: BLE001 (this part fails; its siblings go on)
+            _failed(part, exc, tree)
+            continue
+        _grow(child, part, tree)
+    _grow(trainer, own, tree)

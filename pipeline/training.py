@@ -299,10 +299,12 @@ class Trainer:
         self.curves = {n: torch.full((self.cfg.steps, k), math.nan, device=dev)
                        for n in curve_names}
         self.evals: dict[int, list[torch.Tensor]] = {}  # step -> accuracy (K,) per eval env
+        self.train_evals: dict[int, torch.Tensor] = {}  # minibatches: step -> (E, K) full data
         self.extra_eval_steps: set[int] = set()  # evaluated for runs forked from this one
         self.diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
         self.next_step, self.finished, self.wall = 0, False, 0.0
         self.shared_steps = 0  # steps this run took over from the run it was forked from
+        self.wall_at_fork = 0.0  # the wall time of those steps
         self.steps_trained = 0  # steps this trainer object ran itself
         self._last_report = -math.inf
 
@@ -331,8 +333,10 @@ class Trainer:
             with torch.no_grad():
                 train_acc = torch.stack([accuracy(lg, y) for lg, y in
                                          zip(batch.logits, batch.labels, strict=True)])
-                if cfg.batch_size and step in evals:
-                    train_acc = torch.stack(self._evaluate(data.x, data.y))
+                if cfg.batch_size and step in evals:  # minibatches: the whole environments
+                    self.train_evals[step] = torch.stack(self._evaluate(data.x, data.y))
+                    if step in own_evals:  # (a fork takes its own from train_evals)
+                        train_acc = self.train_evals[step]
                 for name, value in zip(self.curves, [objective, nll, penalty, *train_acc],
                                        strict=True):
                     self.curves[name][step] = value.detach()
@@ -371,10 +375,19 @@ class Trainer:
         new.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
         rows = max(cfg.steps, self.cfg.steps)
         new.curves = {n: _grown(c, rows)[: cfg.steps].clone() for n, c in self.curves.items()}
-        new.evals = dict(self.evals)  # its tensors are never written in place
+        new.evals = dict(self.evals)  # their tensors are never written in place
+        new.train_evals = dict(self.train_evals)
+        # minibatches: the fork records the whole environments' accuracy at its own
+        # evaluation steps so far (this run may have recorded a minibatch's there)
+        train_names = [f"{e.name}_acc" for e in self.data.train_envs]
+        for step in eval_steps(cfg, new.record_at):
+            if step < self.next_step and step in self.train_evals:
+                for name, acc in zip(train_names, self.train_evals[step], strict=True):
+                    new.curves[name][step] = acc
         new.extra_eval_steps = set()
         new.diverged_at = self.diverged_at.clone()
         new.shared_steps, new.steps_trained = self.next_step, 0
+        new.wall_at_fork = self.wall
         return new
 
     def run(self) -> TrainResult:
@@ -414,8 +427,8 @@ class Trainer:
                    **({"val_acc": torch.stack(val).mean(0)} if val else {})}
         self.progress({"step": step, "steps": self.cfg.steps, "elapsed_s": elapsed,
                        "evaluated_at": evaluated_at,
-                       "eta_s": elapsed / (step + 1 - self.shared_steps or 1)
-                       * (self.cfg.steps - step - 1),
+                       "eta_s": (elapsed - self.wall_at_fork)
+                       / max(1, step + 1 - self.shared_steps) * (self.cfg.steps - step - 1),
                        "penalty_weight": lam, "train_acc": mean_alive(train),
                        **{f"{k}": mean_alive(v) for k, v in evals.items()},
                        "diverged": int((~alive).sum()),

@@ -1,9 +1,9 @@
 """DVC stage: the report (report.md + HTML, LaTeX tables, PNG/PDF figures, metrics.json).
 
 Reads the finished evaluations, searches, protocol rows, schedule study and SEM study named by
-``params.yaml: study``, ``protocol`` and ``schedule_study``; trains nothing. The provenance header compares this
-run's params with ``profiles/paper.yaml`` to say how the run was scaled down from the full
-protocols.
+``params.yaml: study``, ``protocol`` and ``schedule_study``; trains nothing. The provenance
+header compares this run's params with ``profiles/paper.yaml`` to say how the run was scaled
+down from the full protocols.
 """
 
 import argparse
@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.params.protocol import protocol_settings
-from pipeline.params.schedule_study import schedule_study_settings
+from pipeline.params.schedule_study import schedule_study_settings, study_fixed
 from pipeline.params.study import study_settings
 from pipeline.report.build import write_report
 from pipeline.report.inputs import load_inputs
@@ -35,6 +35,8 @@ def main() -> None:
     schedules = (schedule_study_settings(params["schedule_study"])
                  if params.get("schedule_study") else None)
     inputs = load_inputs(study, args.results, args.envs_dir, args.sem, protocol, schedules)
+    if schedules is not None:  # the caption lists what the study held fixed
+        inputs.schedule_fixed = study_fixed(params)
     metrics = write_report(inputs, study, params, paper, args.out)
     print(f"wrote {args.out / 'report.md'} and {args.out / 'report.html'}; headline numbers "
           f"in {args.out / 'metrics.json'} ({len(metrics['accuracy'])} datasets)")

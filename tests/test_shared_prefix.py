@@ -89,6 +89,47 @@ def test_only_schedule_keys_and_steps_may_differ():
 
 def test_controls_are_the_weights_and_adam_resets():
     assert controls(_cfg(steps=8, anneal_iters=3, penalty_weight=50.0)) == [
-        (1.0, False)] * 3 + [(50.0, False)] * 4
+        (1.0, False)] * 3 + [(50.0, False)] * 4 + [(50.0, -1)]  # -1: the last step
     assert controls(_cfg(steps=6, anneal_iters=3, jump_rule="reset_adam"))[3] == (100.0, True)
-    assert controls(_cfg(method="erm", steps=4)) == [(0.0, False)] * 3
+    assert controls(_cfg(method="erm", steps=4)) == [(0.0, False)] * 3 + [(0.0, -1)]
+
+
+def test_runs_that_differ_only_in_the_last_steps_weight_are_not_twins(tiny_envs):
+    # every update agrees (anneal at the last step or after it), but the last step's
+    # objective differs: an infinite weight there diverges one run, not the other
+    cfgs = [_cfg(anneal_iters=13, penalty_weight=math.inf, jump_rule="none"),
+            _cfg(anneal_iters=20, penalty_weight=math.inf, jump_rule="none")]
+    results, sharing = train_shared(cfgs, [0], envset=tiny_envs)
+    assert results[0].members[0]["status"] == "diverged"
+    assert results[1].members[0]["status"] == "ok"
+    assert sharing.steps_trained == 13 + 1 + 1  # the updates once, each last step apart
+    _same_as_alone(results, cfgs, [0], tiny_envs)
+
+
+def test_minibatch_train_accuracy_is_each_runs_own_under_sharing(tiny_envs):
+    # different lengths: each run evaluates the whole environments at its own last step,
+    # and records a minibatch's accuracy at the other's
+    cfgs = [_cfg(batch_size=32, steps=9, eval_every=50), _cfg(batch_size=32, steps=14,
+                                                              eval_every=50)]
+    results, _ = train_shared(cfgs, [0, 1], envset=tiny_envs)
+    _same_as_alone(results, cfgs, [0, 1], tiny_envs)
+
+
+def test_a_failing_branch_fails_alone(tiny_envs, monkeypatch):
+    from pipeline import training
+
+    real = training.Trainer.fork
+
+    def fork(self, cfg, record_at=()):
+        if cfg.penalty_weight == 7.0:
+            raise RuntimeError("boom")
+        return real(self, cfg, record_at)
+
+    monkeypatch.setattr(training.Trainer, "fork", fork)
+    cfgs = [_cfg(penalty_weight=w) for w in (100.0, 7.0, 300.0)]
+    kept = []
+    results, _ = train_shared(cfgs, [0], envset=tiny_envs,
+                              on_result=lambda i, r: kept.append(i))
+    assert isinstance(results[1], RuntimeError)
+    assert sorted(kept) == [0, 2]
+    _same_as_alone([results[0], results[2]], [cfgs[0], cfgs[2]], [0], tiny_envs)

@@ -79,20 +79,30 @@ def schedule_study_settings(section: dict | None) -> ScheduleStudy:
         seeds=seeds_from(section.get("seeds", 2)), fixed=fixed, spaces=spaces, grids=grids)
 
 
+def study_fixed(params: dict) -> dict:
+    """What every trial of the study fixes: ``search.set``, then ``schedule_study.set``."""
+    study = schedule_study_settings(params.get("schedule_study"))
+    return {**((params.get("search") or {}).get("set") or {}), **study.fixed}
+
+
 def study_search_spec(params: dict, which: str, dataset: str, method: str, envs_dir: str,
                       out: str) -> SearchSpec:
     """The search of family ``which`` (a name in ``families``) or of grid ``which``
     (``landscape`` / ``power_sweep``), from the whole params.yaml."""
     study = schedule_study_settings(params.get("schedule_study"))
     search = dict(params.get("search") or {})
-    base_set = {**(search.pop("set", None) or {}), **study.fixed}
+    search.pop("asha_grace", None)  # no early stopping: every trial of a family runs its length
+    base_set = study_fixed(params)
+    # leave_one_env_out retrains each trial without each environment: not shared, so through
+    # Tune; every other rule asks the trials up front and shares their prefixes
+    share = search.get("selection") != "leave_one_env_out"
     if which in study.families:
         spaces = {"shared": {}, which: {"schedule": {"choice": [which]},
                                         **(study.spaces[which] or {})}}
         return spec_from_params(search, spaces=spaces, space=which, dataset=dataset,
                                 method=method, envs_dir=envs_dir, out=out, sampler="random",
                                 trials=study.trials, seeds=study.seeds, fixed=base_set,
-                                share_prefix=True)
+                                share_prefix=share)
     if which in GRIDS:
         grid = study.grids[which]
         if not grid["axes"]:
@@ -102,6 +112,6 @@ def study_search_spec(params: dict, which: str, dataset: str, method: str, envs_
                                 method=method, envs_dir=envs_dir, out=out, sampler="grid",
                                 trials=math.prod(len(v) for v in grid["axes"].values()),
                                 seeds=grid["seeds"],
-                                fixed={**base_set, **grid["set"]}, share_prefix=True)
+                                fixed={**base_set, **grid["set"]}, share_prefix=share)
     raise ConfigError(unknown_name_message("schedule study search (a family or a grid)", which,
                                            [*study.families, *GRIDS]))

@@ -46,10 +46,17 @@ def save(fig, path: Path | str, title_size: float = 9) -> list[Path]:
     return out
 
 
+def longest_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: its longest run length (a failed trial's row, without steps, too).
+    A trial whose longest run diverged is that, not a shorter run that did not."""
+    ordered = trials.sort_values("steps", na_position="first", kind="stable")
+    return ordered.groupby("trial", sort=False).tail(1).sort_index()
+
+
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
     """Each finished trial at its longest run length (shorter ones may end before the anneal)."""
-    ok = trials[trials["status"] == "ok"]
-    ok = ok[ok["steps"] == ok.groupby("trial_key")["steps"].transform("max")].copy()
+    last = longest_runs(trials)
+    ok = last[last["status"] == "ok"].copy()
     ok["test %"] = 100 * ok["test_acc.mean"]
     ok["train %"] = 100 * ok["train_acc.mean"]
     # one colour per method and schedule family (IRM and V-REx trials share the figures)

@@ -16,7 +16,13 @@ import pandas as pd
 import seaborn as sns
 
 from pipeline.config import PRESETS, make_config
-from pipeline.report.figures import CHANCE, OPTIMAL_INVARIANT, save, seeded_global_numpy
+from pipeline.report.figures import (
+    CHANCE,
+    OPTIMAL_INVARIANT,
+    longest_runs,
+    save,
+    seeded_global_numpy,
+)
 from pipeline.schedules import curve
 from pipeline.selection import SELECTION_RULES
 
@@ -40,8 +46,8 @@ def data_text(trials: pd.DataFrame) -> str:
 
 
 def _ok_last(trials: pd.DataFrame) -> pd.DataFrame:
-    ok = trials[trials["status"] == "ok"]
-    return ok[ok["steps"] == ok.groupby("trial_key")["steps"].transform("max")].copy()
+    last = longest_runs(trials)
+    return last[last["status"] == "ok"].copy()
 
 
 def family_trials(searches: dict[str, tuple[pd.DataFrame, dict]], path: Path | str
@@ -115,7 +121,7 @@ def selected_schedules(configs: dict[str, dict], path: Path | str, subtitle: str
     ax.set_yscale("log")
     ax.set(xlabel="training step", ylabel="penalty weight λ (log scale)")
     _title(ax, f"λ(t) of each family's selected configuration\n{subtitle}")
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.27), ncol=2,
               frameon=False)
     return save(fig, path, title_size=7)
 
@@ -134,15 +140,18 @@ def landscape(trials: pd.DataFrame, path: Path | str, preset: str = "irm_paper"
     fig, ax = plt.subplots(figsize=(COLUMN, 3.1))
     sns.heatmap(grid, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
                 annot_kws={"fontsize": 6}, cbar_kws={"label": "test accuracy (%)"},
-                xticklabels=[f"1e{math.log10(w):.0f}" if w > 0 else "0" for w in weights],
-                yticklabels=anneals)
-    for i, a in enumerate(anneals):  # diverged: no number, a marked cell
+                xticklabels=[_weight_label(w) for w in weights], yticklabels=anneals)
+    last = longest_runs(trials)
+    status = {(r["config.anneal_iters"], r["config.penalty_weight"]): r["status"]
+              for _, r in last.iterrows()}
+    for i, a in enumerate(anneals):  # no number: a marked cell, what happened to it
         for j, w in enumerate(weights):
             if math.isnan(grid.loc[a, w]):
-                ax.text(j + 0.5, i + 0.5, "div", ha="center", va="center", fontsize=6,
+                mark = "div" if status.get((a, w)) == "diverged" else "fail"
+                ax.text(j + 0.5, i + 0.5, mark, ha="center", va="center", fontsize=6,
                         color="red")
     p = PRESETS[preset]
-    x = _position(p["penalty_weight"], weights, log=True)
+    x = _position(p["penalty_weight"], weights, log=min(weights) > 0)
     y = _position(p["anneal_iters"], anneals, log=False)
     inside = (min(weights) <= p["penalty_weight"] <= max(weights)
               and min(anneals) <= p["anneal_iters"] <= max(anneals))
@@ -157,6 +166,12 @@ def landscape(trials: pd.DataFrame, path: Path | str, preset: str = "irm_paper"
                f"(λ {p['penalty_weight']:.3g}, anneal {p['anneal_iters']}"
                f"{'' if inside else ', outside the grid: at its edge'})")
     return save(fig, path, title_size=7)
+
+
+def _weight_label(w: float) -> str:
+    """1e2, 3e3, 0: a penalty weight in a tick's width."""
+    return "0" if w == 0 else f"{w:.0e}".replace("e+0", "e").replace("e+", "e").replace(
+        "e-0", "e-")
 
 
 def _position(value: float, ticks: list[float], log: bool) -> float:

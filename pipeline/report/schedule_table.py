@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from pipeline.report.figures import longest_runs
 from pipeline.report.tables import tex_escape
 from pipeline.selection import SELECTION_RULES
 from pipeline.terminal import pm
@@ -34,30 +35,36 @@ def schedule_rows(searches: dict[str, tuple[pd.DataFrame, dict]],
     """One row per family search (key ``dataset-method-family``), in the key order given."""
     rows = []
     for key, (trials, best) in searches.items():
-        last = trials[trials["steps"] == trials.groupby("trial_key")["steps"].transform("max")]
-        n_trials = last["trial_key"].nunique()
+        dataset, method, family = key.rsplit("-", 2)
+        last = longest_runs(trials)  # every trial once, failed ones included
+        n_trials = last["trial"].nunique()
         scores = last.loc[last["status"] == "ok", "score"].dropna()
         top = scores.max() if len(scores) else None
         near = int((scores >= top - WITHIN).sum()) if top is not None else 0
         result = evaluations.get(key) or {}
         test = (result.get("metrics") or {}).get("test_acc")
         searched = (best or {}).get("searched") or {}
+        selections = set(last["selection"].dropna().astype(str)) or {
+            (best or {}).get("selection", "?")}
         rows.append({
-            "key": key, "dataset": str(last["config.dataset"].iloc[0]),
-            "method": str(last["config.method"].iloc[0]),
-            "family": str(last["config.schedule"].iloc[0]),
-            "selection": str(last["selection"].iloc[0]),
+            "key": key, "dataset": dataset, "method": method, "family": family,
+            "selection": ", ".join(sorted(selections)),
             "selected": ", ".join(f"{SHOWN.get(k, k)} {_short(v)}"
                                   for k, v in searched.items() if k != "schedule"),
             "test": (100 * test["mean"], 100 * test["std"]) if test else None,
-            "n_eval": len(result.get("seeds") or []), "trials": n_trials,
-            "near": near, "n_diverged": int((last["status"] == "diverged").sum())})
+            "n_eval": len(result.get("seeds") or []),
+            "eval_diverged": sum(m["status"] != "ok" for m in result.get("members") or []),
+            "trials": n_trials, "near": near,
+            "n_diverged": int((last["status"] == "diverged").sum())})
     return rows
 
 
 def _cells(row: dict, tex: bool) -> list[str]:
     test = pm(*(row["test"] or (None, None)), tex=tex)
-    forgiving = f"{row['near']}/{row['trials']}"
+    if row["eval_diverged"]:  # the mean is over the seeds that did not diverge
+        test += f" ({row['eval_diverged']}/{row['n_eval']} diverged)"
+    forgiving = f"{row['near']}/{row['trials']}" + (
+        f" ({row['n_diverged']} diverged)" if row["n_diverged"] else "")
     selected = row["selected"] or "nothing selected"
     return [row["family"], tex_escape(selected).replace("λ", r"$\lambda$").replace(
         "→", r"$\to$") if tex else selected, test, forgiving]
@@ -65,7 +72,8 @@ def _cells(row: dict, tex: bool) -> list[str]:
 
 def schedule_caption(rows: list[dict], fixed: dict) -> str:
     rules = sorted({r["selection"] for r in rows})
-    uses = any(SELECTION_RULES[r].uses_test_data for r in rules)
+    uses = any(SELECTION_RULES[rule].uses_test_data for r in rules for rule in r.split(", ")
+               if rule in SELECTION_RULES)
     trials = sorted({r["trials"] for r in rows})
     n_eval = sorted({r["n_eval"] for r in rows})
     fixed_text = ", ".join(f"{k} {v}" for k, v in sorted(fixed.items()))
@@ -74,7 +82,8 @@ def schedule_caption(rows: list[dict], fixed: dict) -> str:
             f"random with the same budget ({'/'.join(map(str, trials))} trials), everything "
             f"else fixed ({fixed_text}); the selected configuration (selection: "
             f"{', '.join(rules)}{', which USES TEST DATA' if uses else ''}) retrained on "
-            f"{'/'.join(map(str, n_eval))} fresh seeds: test accuracy (%) mean ± std (ddof 0). "
+            f"{'/'.join(map(str, n_eval))} fresh seeds: test accuracy (%) mean ± std (ddof 0) over "
+            f"the seeds that did not diverge. "
             f"Forgiving: trials whose selection score is within {100 * WITHIN:.0f} points of "
             f"the family's best, of all its trials (diverged ones count as not within).")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import optuna
 
@@ -28,11 +28,10 @@ from pipeline.ray_cluster import Log
 from pipeline.search.ray_optuna import make_sampler, open_study
 from pipeline.search.spec import Resolved
 from pipeline.search.trial import (
-    RECORD_VERSION,
     checked_envs,
     final_metrics,
     log_execution,
-    node_info,
+    make_record,
     read_record,
     write_record,
 )
@@ -95,49 +94,60 @@ def _split(slots: int, sizes: list[int]) -> list[int]:
 
 
 def _train_chunk(resolved_setup, sampled: list[dict], numbers: list[int]) -> dict:
-    """One chunk, in a Ray worker: train it as a prefix tree and write every trial's record."""
+    """One chunk, in a Ray worker: train it as a prefix tree, writing each trial's record as
+    soon as its run is finished (a kill loses only the runs still training)."""
     setup = resolved_setup
     cfgs = [setup.config(s) for s in sampled]
     envset = checked_envs(cfgs[0], setup)
     start = time.perf_counter()
     for s, cfg in zip(sampled, cfgs, strict=True):
         log_execution(setup.records_dir, setup.key(s, cfg))
-    results, sharing = train_shared(cfgs, setup.seeds, envset=envset, record_at=setup.record_at)
-    elapsed = time.perf_counter() - start
-    keys = []
-    for s, cfg, result, number in zip(sampled, cfgs, results, numbers, strict=True):
-        key = setup.key(s, cfg)
-        write_record(setup.records_dir, {
-            "version": RECORD_VERSION, "key": key, "search_hash": setup.search_hash,
-            "sampled": s, "selection": setup.selection, "setup": asdict(setup),
-            "node": node_info(), "finished_at": time.time(), "result": result.to_dict(),
-            "trial": f"optuna-{number}", "trial_s": elapsed,
-            # the chunk this trial trained in: its steps were shared with the chunk's others
-            "shared_prefix": {**sharing.to_dict(), "chunk": len(cfgs)}})
-        keys.append(key)
-    return {"keys": keys, **sharing.to_dict()}
+
+    def keep(i: int, result) -> None:
+        record = make_record(setup, sampled[i], cfgs[i], result.to_dict())
+        record.update({"trial": f"optuna-{numbers[i]}",
+                       "chunk_s": time.perf_counter() - start})  # the chunk's time so far
+        write_record(setup.records_dir, record)
+
+    results, sharing = train_shared(cfgs, setup.seeds, envset=envset,
+                                    record_at=setup.record_at, on_result=keep)
+    errors = {setup.key(s, cfg): f"{type(r).__name__}: {r}"[:300]
+              for s, cfg, r in zip(sampled, cfgs, results, strict=True)
+              if isinstance(r, Exception)}
+    return {"errors": errors, "trials": len(cfgs), **sharing.to_dict()}
 
 
 def run_planned(resolved: Resolved, log: Log, slots: int, t0: float) -> list[PlannedResult]:
-    """Ask every trial, train the ones without a done record, tell Optuna their scores."""
+    """Ask every trial, train the ones without a done record, tell Optuna their scores.
+
+    Trials Optuna already holds as FAIL stay failed on a resume, as a Tune search's errored
+    trials do (their chunk was retried ``max_failures`` times). A configuration drawn twice is
+    trained once: both trials get its record.
+    """
     import ray
 
     spec, setup = resolved.spec, resolved.setup
     study = open_study(resolved, sampler=make_sampler(spec, resolved.space))
     trials = ask_all(study, resolved)
-    todo = [t for t in trials if read_record(setup.records_dir, t.key) is None]
+    failed_before = {t.number for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+    todo = list({t.key: t for t in trials if t.number not in failed_before
+                 and read_record(setup.records_dir, t.key) is None}.values())
     parts = chunks(todo, resolved, slots) if todo else []
     log(f"search {resolved.hash}: {len(trials)} trials of {spec.method} on {spec.dataset} "
         f"({spec.sampler}, asked up front; {len(trials) - len(todo)} done before), "
         f"{len(parts)} prefix-sharing tasks of {spec.cpus_per_trial:g} CPU -> {resolved.out}")
     task = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial,
-                      max_retries=spec.max_failures)(_train_chunk)
-    pending = {task.remote(setup, [t.sampled for t in part], [t.number for t in part]): part
-               for part in parts}
+                      max_retries=spec.max_failures, retry_exceptions=True)(_train_chunk)
     errors: dict[str, str] = {}
     finished = len(trials) - len(todo)
     shared = _read_sharing(resolved)
-    while pending:
+    waiting, pending = list(parts), {}
+    while waiting or pending:
+        while waiting and len(pending) < slots:  # at most `slots` chunks at once
+            part = waiting.pop(0)
+            pending[task.remote(setup, [t.sampled for t in part],
+                                [t.number for t in part])] = part
         (ref,), _ = ray.wait(list(pending), num_returns=1)
         part = pending.pop(ref)
         try:
@@ -146,6 +156,7 @@ def run_planned(resolved: Resolved, log: Log, slots: int, t0: float) -> list[Pla
             message = str(exc).strip().splitlines()[-1][:300]
             errors.update({t.key: message for t in part})
         else:
+            errors.update(chunk.pop("errors"))
             shared["chunks"].append(chunk)
             _write_sharing(resolved, shared)
         finished += len(part)
@@ -159,7 +170,7 @@ def run_planned(resolved: Resolved, log: Log, slots: int, t0: float) -> list[Pla
     # told through a handle without the grid sampler: GridSampler.after_trial stops the study
     # when the grid is done, which Optuna allows only inside study.optimize
     teller = open_study(resolved, sampler=optuna.samplers.RandomSampler(seed=0))
-    return _tell(teller, trials, resolved, errors)
+    return _tell(teller, trials, resolved, errors, failed_before)
 
 
 def _read_sharing(resolved: Resolved) -> dict:
@@ -176,7 +187,7 @@ def _write_sharing(resolved: Resolved, shared: dict) -> None:
 
 
 def _tell(study: optuna.Study, trials: list[PlannedTrial], resolved: Resolved,
-          errors: dict[str, str]) -> list[PlannedResult]:
+          errors: dict[str, str], failed_before: set[int]) -> list[PlannedResult]:
     """Tell Optuna each trial's score (FAIL: diverged, no score or failed; never a NaN)."""
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     out = []
@@ -189,6 +200,9 @@ def _tell(study: optuna.Study, trials: list[PlannedTrial], resolved: Resolved,
                 study.tell(t.number, score)
             else:
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        error = errors.get(t.key) or (
+            None if record else "failed in an earlier run of this search"
+            if t.number in failed_before else "not run")
         out.append(PlannedResult(t.sampled, {**metrics, "trial_id": f"optuna-{t.number}"},
-                                 errors.get(t.key) or (None if record else "not run")))
+                                 error))
     return out

@@ -13,6 +13,8 @@ Output directory::
     best.json         the selected configuration and the rule that selected it
     study.db          the Optuna study (SQLite unless ``storage`` names a database URL)
     ray/              Ray Tune's experiment state (``Tuner.restore`` resumes from it)
+    shared_prefix.json  with ``share_prefix`` (no Tune, no ray/): the steps each chunk trained
+                      for the steps of its trials alone
 """
 
 from __future__ import annotations

@@ -118,10 +118,15 @@ def train_trial(setup: TrialSetup, sampled: dict, progress=None,
     result_dict = result.to_dict()
     if setup.leave_one_out:
         add_leave_one_out(result_dict, cfg, setup, envset)
+    return make_record(setup, sampled, cfg, result_dict)
+
+
+def make_record(setup: TrialSetup, sampled: dict, cfg: TrainConfig, result: dict) -> dict:
+    """A trial's done record (not yet written): what it ran, where, and its result."""
     return {"version": RECORD_VERSION, "key": setup.key(sampled, cfg),
             "search_hash": setup.search_hash, "sampled": sampled, "selection": setup.selection,
             "setup": asdict(setup), "node": node_info(), "finished_at": time.time(),
-            "result": result_dict}
+            "result": result}
 
 
 def node_info() -> dict:

@@ -103,6 +103,14 @@ def test_titles_say_data_and_rule(study, monkeypatch, tmp_path):
     schedule_figures.family_trials(inputs.schedule_searches, tmp_path / "a")
     schedule_figures.landscape(inputs.schedule_grids["landscape-colored_fashion_mnist"],
                                tmp_path / "b")
-    assert "irm_paper (USES TEST DATA)" in titles[0] and "REDUCED" in titles[0]
-    assert "no selection" in titles[1] and "REDUCED" in titles[1]
+    schedule_figures.power_sweep(inputs.schedule_grids["power_sweep-colored_fashion_mnist"],
+                                 tmp_path / "c")
+    configs = {k: best["config"] for k, (_, best) in inputs.schedule_searches.items()}
+    schedule_figures.selected_schedules(configs, tmp_path / "d", "colored_fashion_mnist, "
+                                        "selection: " + schedule_figures.rule_text("irm_paper"))
+    flat = [t.replace("\n", " ") for t in titles]
+    assert "irm_paper (USES TEST DATA)" in flat[0] and "REDUCED" in flat[0]
+    assert "no selection" in flat[1] and "REDUCED" in flat[1] and "irm_paper" in flat[1]
+    assert "no selection" in flat[2] and "REDUCED" in flat[2]
+    assert "USES TEST DATA" in flat[3]
 

@@ -70,11 +70,19 @@ def test_fixed_keys_leave_the_space():
     ({"schedule": {"choice": {"exponential": {}}}}, "penalty_cap"),
     ({"steps": {"int": [100, 500]}}, "steps"),
     ({"hidden_dim": {"choice": []}}, "non-empty"),
-    ({"step_milestones": {"choice": [[10, 20], [30]]}}, "--set"),
+    ({"step_milestones": {"choice": [[10, 20], [30, -5]]}}, "step_milestones"),
 ])
 def test_bad_spaces_name_the_key_and_what_is_wrong(spec, message):
     with pytest.raises(ConfigError, match=message):
         parse_space(spec, BASE, {})
+
+
+def test_list_valued_keys_are_chosen_as_names_and_build_their_lists():
+    space = parse_space({"step_milestones": {"choice": [[10, 20], [30]]}}, BASE, {})
+    (dim,) = space.dims
+    assert dim.choices == ("10,20", "30")  # Optuna's categoricals are scalars
+    cfg = make_config(None, **{**BASE, "step_milestones": dim.choices[0]})
+    assert cfg.step_milestones == (10, 20)
 
 
 def test_grid_needs_plain_choices():
