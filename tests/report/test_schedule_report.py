@@ -49,7 +49,7 @@ def study(tmp_path_factory, tiny_envs_dir):
         ray.shutdown()
     inputs = Inputs({}, {}, {}, {})
     load_schedules(inputs, settings, results, tiny_envs_dir)
-    return inputs, settings
+    return inputs, settings, results
 
 
 def _check(paths):
@@ -59,7 +59,7 @@ def _check(paths):
 
 
 def test_every_family_had_the_same_budget_and_the_table_has_a_row_each(study):
-    inputs, settings = study
+    inputs, settings, _ = study
     rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
     assert [r["family"] for r in rows] == ["constant", "step", "polynomial"]
     assert {r["trials"] for r in rows} == {settings.trials}
@@ -76,7 +76,7 @@ def test_every_family_had_the_same_budget_and_the_table_has_a_row_each(study):
 
 
 def test_figures_name_their_data_and_selection(study, tmp_path):
-    inputs, _ = study
+    inputs, _, _ = study
     searches = inputs.schedule_searches
     _check(schedule_figures.family_trials(searches, tmp_path / "fig8"))
     configs = {f"irm, {k.rsplit('-', 1)[1]}": best["config"] for k, (_, best) in
@@ -91,7 +91,7 @@ def test_figures_name_their_data_and_selection(study, tmp_path):
 
 
 def test_titles_say_data_and_rule(study, monkeypatch, tmp_path):
-    inputs, _ = study
+    inputs, _, _ = study
     titles = []
     real = schedule_figures.save
 
@@ -114,3 +114,19 @@ def test_titles_say_data_and_rule(study, monkeypatch, tmp_path):
     assert "no selection" in flat[2] and "REDUCED" in flat[2]
     assert "USES TEST DATA" in flat[3]
 
+
+
+def test_the_power_sweep_trains_lambda_t_to_the_p_after_the_anneal(study):
+    _, settings, results = study
+    grid = settings.grids["power_sweep"]
+    anneal, k = grid["set"]["anneal_iters"], grid["set"]["poly_k"]
+    records = sorted((results / "schedules" / "power_sweep" / "colored_fashion_mnist" /
+                      "trials").glob("*.json"))
+    records = [json.loads(r.read_text()) for r in records]
+    assert sorted(r["result"]["config"]["poly_power"] for r in records) == [1.0, 2.0]
+    for record in records:
+        p = record["result"]["config"]["poly_power"]
+        weights = record["result"]["curves"]["penalty_weight"]
+        assert weights[:anneal] == [1.0] * anneal  # IRM's weight before the anneal
+        assert weights[anneal:] == pytest.approx([k * (t + 1) ** p
+                                                  for t in range(len(weights) - anneal)])

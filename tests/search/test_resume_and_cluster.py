@@ -47,7 +47,7 @@ def _wait_for(predicate, timeout_s: float, what: str, proc=None):
 
 def test_killed_search_resumes_and_does_not_rerun_finished_trials(tmp_path, tiny_envs_dir):
     out = tmp_path / "out"
-    command = _search_command(tmp_path, tiny_envs_dir, out, 4, "--set", "steps=150",
+    command = _search_command(tmp_path, tiny_envs_dir, out, 4, "--set", "steps=100",
                               "--max-concurrent", "1")
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
