@@ -7,7 +7,6 @@ import json
 import optuna
 import pandas as pd
 import pytest
-import ray
 
 from pipeline.errors import ConfigError
 from pipeline.search.runner import run_search
@@ -20,13 +19,6 @@ FAMILY = {"step": {"schedule": {"choice": ["step"]},
                    "step_milestones": {"choice": [[3, 6], [5, 8]]},
                    "step_values": {"choice": [[1e4, 1e6], [1e2, 1e4]]}}}
 FIXED = {"hidden_dim": 8, "steps": 12, "lr": 1e-3, "l2_weight": 1e-3}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _spec(out, envs_dir, **overrides) -> SearchSpec:

@@ -20,13 +20,6 @@ SPACES = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]},
 FIXED = {"hidden_dim": 16, "anneal_iters": 5}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _spec(out, envs_dir, **overrides) -> SearchSpec:
     values = {"dataset": "colored_fashion_mnist", "method": "irm", "spaces": SPACES,
               "out": str(out), "envs_dir": str(envs_dir), "trials": 4, "seeds": [0, 1],
