@@ -84,27 +84,40 @@ def accuracy_vs_penalty(trials: pd.DataFrame, path: Path | str) -> list[Path]:
     return save(fig, path)
 
 
+def draw_schedules(ax, named: list[tuple[str, dict]], steps: int | None = None,
+                   log: bool = False) -> None:
+    """λ(t) of each (label, config), over ``steps`` (None: each config's own). Schedules that
+    coincide stay visible: each line is drawn thinner than the one before it, in its own dash
+    pattern. ``log``: weights <= 0 (off the log axis) are left out, not drawn at a floor."""
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    palette = sns.color_palette("colorblind", max(1, len(named)))
+    for i, (label, config) in enumerate(named):
+        cfg = make_config(None, **config)
+        n = steps or cfg.steps
+        weights = np.array(curve(cfg.schedule_obj(), n), dtype=float)
+        if log:
+            weights = np.where(weights > 0, weights, np.nan)
+        ax.plot(np.arange(n), weights, color=palette[i], ls=styles[i % len(styles)],
+                lw=3.4 - 2.4 * i / max(1, len(named) - 1), label=label)
+
+
 def schedules_used(configs: list[dict] | dict[str, dict], steps: int,
                    path: Path | str) -> list[Path]:
     """Figure 2: the penalty-weight schedules, lambda against step.
 
     ``configs`` may be named ({label: config}); each curve's label says where it came from.
-    Schedules that coincide (IRM and V-REx selected the same one) stay visible: each line is
-    drawn thinner than the one before it, in its own dash pattern, and the legend sits below
-    the axes, never on the curves.
+    Schedules that coincide (IRM and V-REx selected the same one) stay visible
+    (:func:`draw_schedules`), and the legend sits below the axes, never on the curves.
     """
     named = list(configs.items()) if isinstance(configs, dict) else [(None, c) for c in configs]
-    fig, ax = plt.subplots(figsize=(5.5, 3.0 + 0.22 * len(named)))
-    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1))]
-    palette = sns.color_palette("colorblind", max(1, len(named)))
-    for i, (name, cfg) in enumerate(named):
+    labelled = []
+    for name, cfg in named:
         sched = make_config(None, **cfg)
         label = f"{sched.schedule} (anneal {sched.anneal_iters}" + (
             f", λ {sched.penalty_weight:.3g})" if sched.schedule == "constant" else ")")
-        label = f"{name}: {label}" if name else label
-        ax.plot(range(steps), curve(sched.schedule_obj(), steps), color=palette[i],
-                ls=styles[i % len(styles)], lw=3.4 - 2.4 * i / max(1, len(named) - 1),
-                label=label)
+        labelled.append((f"{name}: {label}" if name else label, cfg))
+    fig, ax = plt.subplots(figsize=(5.5, 3.0 + 0.22 * len(named)))
+    draw_schedules(ax, labelled, steps)
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)  # weights are never negative; symlog would show a mirrored axis
     ax.set(xlabel="training step", ylabel="penalty weight λ (symlog scale)",

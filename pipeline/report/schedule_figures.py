@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pipeline.config import PRESETS, make_config
+from pipeline.config import PRESETS
 from pipeline.report.figures import (
     CHANCE,
     OPTIMAL_INVARIANT,
+    draw_schedules,
     longest_runs,
     save,
     seeded_global_numpy,
 )
-from pipeline.schedules import curve
 from pipeline.selection import SELECTION_RULES
 
 COLUMN = 3.4  # inches: one column of a two-column paper
@@ -102,22 +102,11 @@ def _dodge_offsets(methods: list[str]) -> dict[str, float]:
 
 def selected_schedules(configs: dict[str, dict], path: Path | str, subtitle: str
                        ) -> list[Path]:
-    """lambda(t) of each family's selected configuration on a log axis. Lines that coincide
-    (every family holds weight 1 before its anneal) stay visible: each is drawn thinner than
-    the one before it, in its own dash pattern; the legend sits below the axes."""
+    """lambda(t) of each family's selected configuration on a log axis; lines that coincide
+    (every family holds weight 1 before its anneal) stay visible (:func:`draw_schedules`),
+    and the legend sits below the axes."""
     fig, ax = plt.subplots(figsize=(COLUMN, 3.3))
-    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]
-    palette = sns.color_palette("colorblind", len(configs))
-    floor = None
-    for i, (label, config) in enumerate(configs.items()):
-        cfg = make_config(None, **config)
-        weights = np.array(curve(cfg.schedule_obj(), cfg.steps), dtype=float)
-        positive = weights[weights > 0]
-        if len(positive):
-            floor = positive.min() if floor is None else min(floor, positive.min())
-        ax.plot(np.arange(cfg.steps), np.where(weights > 0, weights, np.nan),
-                ls=styles[i % len(styles)], lw=3.2 - 2.2 * i / max(1, len(configs) - 1),
-                color=palette[i], label=label)
+    draw_schedules(ax, list(configs.items()), log=True)
     ax.set_yscale("log")
     ax.set(xlabel="training step", ylabel="penalty weight λ (log scale)")
     _title(ax, f"λ(t) of each family's selected configuration\n{subtitle}")
