@@ -37,8 +37,6 @@ from pipeline.search.trial import (
 )
 from pipeline.shared_prefix import SHAREABLE, controls, train_shared
 
-PLANNABLE = ("random", "grid")  # samplers that do not learn from results
-
 
 @dataclass(frozen=True)
 class PlannedTrial:

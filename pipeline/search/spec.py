@@ -28,6 +28,7 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "random": ("RandomSampler", {}),
     "grid": ("GridSampler", {}),  # plus the grid, from the space
 }
+PLANNABLE = ("random", "grid")  # samplers that do not learn from results: share_prefix
 DEFAULT_HOLDOUT = 0.2  # DomainBed's holdout_fraction, for training-domain validation
 
 
@@ -179,7 +180,7 @@ def resolve(spec: SearchSpec) -> Resolved:
 def _check_share_prefix(spec: SearchSpec, leave_one_out: bool) -> None:
     if not spec.share_prefix:
         return
-    if spec.sampler not in ("random", "grid"):
+    if spec.sampler not in PLANNABLE:
         raise ConfigError(f"share_prefix needs a sampler that does not learn from results "
                           f"(random or grid), so that every trial is known up front; sampler "
                           f"is {spec.sampler!r}")
