@@ -7,11 +7,13 @@ import json
 import os
 import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 from pipeline.config import PRESETS, make_config, parse_set
 from pipeline.environments import DATASETS, DEFAULT_ENVS_DIR, make_envs
 from pipeline.errors import ConfigError
+from pipeline.locks import output_lock
 from pipeline.methods import METHODS
 from pipeline.models import MODELS
 from pipeline.outputs import write_json
@@ -103,11 +105,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = make_config(args.preset, **overrides)
     print(f"training {cfg.method} on {cfg.dataset} with {len(args.seeds)} seeds "
           f"({args.seeds[0]}..{args.seeds[-1]}), {cfg.steps} steps", file=sys.stderr)
-    result = train(cfg, args.seeds, progress=None if args.quiet else print_progress)
-    print(result_table(result))
-    if args.out is not None:
-        write_json(args.out, result.to_dict())
-        print(f"wrote {args.out}")
+    with output_lock(args.out, "--out") if args.out is not None else nullcontext():
+        result = train(cfg, args.seeds, progress=None if args.quiet else print_progress)
+        print(result_table(result))
+        if args.out is not None:
+            write_json(args.out, result.to_dict())
+            print(f"wrote {args.out}")
     return 0
 
 
@@ -278,7 +281,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         envs_dir=None if args.envs_dir is None else str(args.envs_dir),
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, asha_grace=args.asha_grace,
-        share_prefix=args.share_prefix)
+        share_prefix=args.share_prefix, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints)
     outcome = run_search(spec)
     failed = [r for r in outcome.table if r["status"] in ("failed", "not run")]
     return 1 if failed and len(failed) == len(outcome.table) else 0
@@ -299,7 +303,9 @@ def add_search(sub) -> None:
             f"{'  [USES TEST DATA]' if v.uses_test_data else ''}"
             for k, v in SELECTION_RULES.items()) +
         "\n\noutputs (--out): search.json, trials.parquet, trials.csv, best.json, study.db "
-        "(Optuna), trials/KEY.json (done records), ray/ (Tune state)")
+        "(Optuna), trials/KEY.json (done records), ray/ (Tune state and checkpoints), .lock "
+        "(one search per --out at a time)\n\nCtrl-C (or SIGTERM) stops the search and the Ray "
+        "workers it started; the same command resumes it, finished trials not retrained")
     p.add_argument("--dataset", required=True, help="a saved environment set under --envs-dir")
     p.add_argument("--method", required=True, choices=sorted(METHODS))
     p.add_argument("--space", default=None,
@@ -337,6 +343,14 @@ def add_search(sub) -> None:
                    "trials that agree on their first updates (e.g. IRM's weight 1 before each "
                    "anneal) once, as prefix trees over Ray tasks instead of Tune trials; each "
                    "trial's numbers are those it gets alone (no ASHA)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                   help="save each trial's whole state as a Tune checkpoint every STEPS steps "
+                   "(default from params, else 0 = never): a trial retried after a crash or a "
+                   "lost node, or restored by running the command again, goes on from its "
+                   "latest checkpoint with the same numbers")
+    p.add_argument("--keep-checkpoints", action="store_true", default=None,
+                   help="keep a trial's checkpoints after its done record is written "
+                   "(default: removed, so disk use stays bounded)")
     p.set_defaults(func=cmd_search)
 
 
@@ -503,4 +517,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.process import run_command
+
+    sys.exit(run_command(main))

@@ -10,13 +10,13 @@ import sys
 from collections.abc import Callable
 
 from pipeline.errors import ConfigError
+from pipeline.process import reinstall_signal_handlers
 
 Log = Callable[[str], None]
 
 
 def log_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
 
 
 def _reachable(address: str, source: str = "--address") -> None:
@@ -43,6 +43,15 @@ def connect(address: str | None, log: Log) -> bool:
 
     if ray.is_initialized():
         return False
+    try:
+        return _connect(address, log)
+    finally:
+        reinstall_signal_handlers()  # ray.init sets its own SIGTERM handler (sys.exit)
+
+
+def _connect(address: str | None, log: Log) -> bool:
+    import ray
+
     source = "--address"
     if not address and os.environ.get("RAY_ADDRESS"):
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"

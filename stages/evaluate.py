@@ -8,14 +8,17 @@ trial used. Writes the full result (JSON, with provenance) and its accuracy curv
 
 import argparse
 import csv
-import json
+import sys
 from pathlib import Path
 
 import yaml
 
 from pipeline.evaluate import curve_rows, evaluate_preset, evaluate_selected
+from pipeline.locks import output_lock
 from pipeline.outputs import write_json
 from pipeline.params.evaluate import evaluation_settings
+from pipeline.process import run_command
+from pipeline.search.finished import read_best
 from pipeline.terminal import print_progress, result_table
 
 
@@ -33,39 +36,32 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     settings = evaluation_settings(yaml.safe_load(args.params.read_text()).get("evaluate"))
-    envs_dir = str(args.envs_dir)
-    if args.search:
-        searched = selected_dataset(args.search)  # checked before any training
-        if searched is not None and searched != args.dataset:
-            raise SystemExit(f"--dataset {args.dataset} but {args.search} searched {searched}")
-        result = evaluate_selected(args.search, settings.seeds, envs_dir, print_progress,
-                                   execution=settings.execution)
-    else:
-        result = evaluate_preset(args.preset, args.dataset, settings.seeds, envs_dir,
-                                 overrides={**settings.preset_set, **settings.execution},
-                                 progress=print_progress)
-        result["provenance"]["deviations"] = settings.preset_set
-    if result["provenance"]["kind"] == "nothing_selected":
-        print(f"NOTHING SELECTED by {args.search}: {result['provenance']['reason']}; the "
-              "report shows this row as such", flush=True)
-    else:
-        print(result_table(result), flush=True)
-    write_json(args.out, result, sort_keys=True)
-    rows = curve_rows(result)
-    args.curves.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.curves, "w", newline="") as f:
-        fields = list(rows[0]) if rows else ["step", "train_acc", "test_acc"]
-        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    with output_lock(args.out, "--out"):  # one writer per result file
+        envs_dir = str(args.envs_dir)
+        if args.search:
+            read_best(args.search, args.dataset)  # this search's, on this dataset: checked first
+            result = evaluate_selected(args.search, settings.seeds, envs_dir, print_progress,
+                                       execution=settings.execution)
+        else:
+            result = evaluate_preset(args.preset, args.dataset, settings.seeds, envs_dir,
+                                     overrides={**settings.preset_set, **settings.execution},
+                                     progress=print_progress)
+            result["provenance"]["deviations"] = settings.preset_set
+        if result["provenance"]["kind"] == "nothing_selected":
+            print(f"NOTHING SELECTED by {args.search}: {result['provenance']['reason']}; the "
+                  "report shows this row as such", flush=True)
+        else:
+            print(result_table(result), flush=True)
+        write_json(args.out, result, sort_keys=True)
+        rows = curve_rows(result)
+        args.curves.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.curves, "w", newline="") as f:
+            fields = list(rows[0]) if rows else ["step", "train_acc", "test_acc"]
+            writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
 
-
-def selected_dataset(search: Path) -> str | None:
-    try:
-        return json.loads((search / "best.json").read_text())["config"]["dataset"]
-    except (OSError, ValueError, KeyError):
-        return None  # evaluate_selected says what is wrong with the search
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

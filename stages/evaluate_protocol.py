@@ -8,12 +8,15 @@ Writes the full result (JSON, with provenance) and prints its accuracy table.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
+from pipeline.locks import output_lock
 from pipeline.outputs import write_json
 from pipeline.params.protocol import protocol_settings
+from pipeline.process import run_command
 from pipeline.protocol import evaluate_protocol_row
 from pipeline.terminal import print_progress, result_table
 
@@ -29,11 +32,12 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     settings = protocol_settings(yaml.safe_load(args.params.read_text()).get("protocol"))
-    result = evaluate_protocol_row(settings, args.row, args.dataset, str(args.envs_dir),
-                                   print_progress)
-    print(result_table(result), flush=True)
-    write_json(args.out, result, sort_keys=True)
+    with output_lock(args.out, "--out"):  # one writer per result file
+        result = evaluate_protocol_row(settings, args.row, args.dataset, str(args.envs_dir),
+                                       print_progress)
+        print(result_table(result), flush=True)
+        write_json(args.out, result, sort_keys=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -9,13 +9,16 @@ the report sets them beside the published numbers.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
 from pipeline.environments import load_envs
+from pipeline.locks import output_lock
 from pipeline.outputs import write_json
 from pipeline.params.sem import sem_settings
+from pipeline.process import run_command
 from pipeline.sem.study import run_sem_study, summary_text
 
 
@@ -27,14 +30,15 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     settings = sem_settings(yaml.safe_load(args.params.read_text()).get("sem_study"))
-    envset = load_envs(args.envs)
-    rows = run_sem_study(envset, progress=print, **settings)
-    print(summary_text(rows))
-    meta = {"settings": settings, "reps": envset.manifest["params"]["reps"],
-            "setups": envset.manifest["params"]["setups"],
-            "manifest_sha256": envset.manifest_sha256}
-    write_json(args.out, {"meta": meta, "rows": rows}, sort_keys=True)
+    with output_lock(args.out, "--out"):  # one writer per result file
+        envset = load_envs(args.envs)
+        rows = run_sem_study(envset, progress=print, **settings)
+        print(summary_text(rows))
+        meta = {"settings": settings, "reps": envset.manifest["params"]["reps"],
+                "setups": envset.manifest["params"]["setups"],
+                "manifest_sha256": envset.manifest_sha256}
+        write_json(args.out, {"meta": meta, "rows": rows}, sort_keys=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -1,12 +1,15 @@
 """DVC stage: build one dataset's environments from ``params.yaml: make_envs``."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
 from pipeline.environments import make_envs
+from pipeline.errors import ConfigError
 from pipeline.params.make_envs import make_envs_settings
+from pipeline.process import run_command
 
 
 def main() -> None:
@@ -17,11 +20,11 @@ def main() -> None:
     args = parser.parse_args()
     settings = make_envs_settings(yaml.safe_load(args.params.read_text()).get("make_envs"))
     if args.dataset not in settings.datasets:
-        raise SystemExit(f"--dataset {args.dataset} is not in make_envs.datasets "
+        raise ConfigError(f"--dataset {args.dataset} is not in make_envs.datasets "
                          f"({', '.join(settings.datasets)})")
     make_envs(args.dataset, seed=settings.seed, out_dir=args.out,
               params=settings.datasets[args.dataset])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

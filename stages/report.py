@@ -7,6 +7,7 @@ down from the full protocols.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ import yaml
 from pipeline.params.protocol import protocol_settings
 from pipeline.params.schedule_study import schedule_study_settings, study_fixed
 from pipeline.params.study import study_settings
+from pipeline.process import run_command
 from pipeline.report.build import write_report
 from pipeline.report.inputs import load_inputs
 
@@ -43,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -9,11 +9,13 @@ Ray), asked up front and trained as prefix trees (``share_prefix``); same output
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
 from pipeline.params.schedule_study import study_search_spec
+from pipeline.process import run_command
 from pipeline.search.runner import run_search
 
 
@@ -30,8 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     run_search(study_search_spec(params, args.which, args.dataset, args.method,
-                                 str(args.envs_dir), str(args.out)))
+                                 str(args.envs_dir), str(args.out)),
+               replace_other=True)  # the output persists (dvc.yaml)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

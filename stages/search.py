@@ -1,11 +1,13 @@
 """DVC stage: one hyperparameter search, from ``params.yaml: search`` (the CLI's same function)."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import yaml
 
 from pipeline.params.search import spec_from_params
+from pipeline.process import run_command
 from pipeline.search.runner import run_search
 
 
@@ -21,8 +23,9 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     run_search(spec_from_params(params.get("search"), spaces=params.get("search_spaces") or {},
                                 dataset=args.dataset, method=args.method, space=args.space,
-                                envs_dir=str(args.envs_dir), out=str(args.out)))
+                                envs_dir=str(args.envs_dir), out=str(args.out)),
+               replace_other=True)  # the output persists (dvc.yaml)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -22,6 +22,7 @@ from pipeline.environments.sem import SEM_DEFAULTS, SEM_SETUPS, build_sem
 from pipeline.environments.sem_appendix import SEM_APPENDIX_DEFAULTS, build_sem_appendix
 from pipeline.environments.store import Environment, EnvSet, load_envset, save_envset
 from pipeline.errors import ConfigError, lookup, unknown_name_message
+from pipeline.locks import output_lock
 from pipeline.seeds import derive_seed
 from pipeline.versions import library_versions
 
@@ -82,14 +83,15 @@ def make_envs(dataset: str, seed: int = 0, out_dir: Path | str | None = None,
     """Build the named dataset's environments and save them with a manifest; returns the dir."""
     spec = lookup(DATASETS, dataset, "dataset")
     resolved = resolve_dataset_params(dataset, params)
-    envs, info = spec.build(resolved, seed)
-    pool = info.pop("_pool", None)  # tensors: saved beside the environments, not in the JSON
     out = Path(out_dir) if out_dir is not None else DEFAULT_ENVS_DIR / dataset
-    manifest = {"dataset": dataset, "builder_version": BUILDER_VERSION, "data_seed": seed,
-                "params": resolved, **info,
-                "versions": {k: v for k, v in library_versions().items()
-                             if k in ("torch", "numpy", "pipeline")}}
-    save_envset(envs, manifest, out, pool)
+    with output_lock(out, "--out"):  # two builds of one directory would mix their files
+        envs, info = spec.build(resolved, seed)
+        pool = info.pop("_pool", None)  # tensors: saved beside the environments, not the JSON
+        manifest = {"dataset": dataset, "builder_version": BUILDER_VERSION, "data_seed": seed,
+                    "params": resolved, **info,
+                    "versions": {k: v for k, v in library_versions().items()
+                                 if k in ("torch", "numpy", "pipeline")}}
+        save_envset(envs, manifest, out, pool)
     return out
 
 

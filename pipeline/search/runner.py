@@ -12,7 +12,9 @@ Output directory::
     trials.csv          status (ok / diverged / failed / stopped), wall time, node
     best.json         the selected configuration and the rule that selected it
     study.db          the Optuna study (SQLite unless ``storage`` names a database URL)
-    ray/              Ray Tune's experiment state (``Tuner.restore`` resumes from it)
+    ray/              Ray Tune's experiment state (``Tuner.restore`` resumes from it) and,
+                      with ``checkpoint_every``, each running trial's latest checkpoint
+    .lock             held while a search runs: a second one on the same --out is refused
     shared_prefix.json  with ``share_prefix`` (no Tune, no ray/): the steps each chunk trained
                       for the steps of its trials alone
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ import optuna
 from ray import tune
 
 from pipeline.errors import ConfigError
+from pipeline.locks import output_lock
 from pipeline.outputs import write_json
 from pipeline.ray_cluster import Log, connect, log_to_stderr
 from pipeline.search.planned import run_planned
@@ -48,8 +52,11 @@ class SearchOutcome:
     timing: dict = field(default_factory=dict)  # seconds: connect (Ray start-up), fit, total
 
 
-def existing_search(resolved: Resolved) -> bool:
-    """True if ``out`` holds this search (resume); an error if it holds another. Reads only."""
+def existing_search(resolved: Resolved, replace_other: bool = False,
+                    log: Log = log_to_stderr) -> bool:
+    """True if ``out`` holds this search (resume); if it holds another, an error (reading
+    only), or with ``replace_other`` (a DVC stage, whose output follows params.yaml) the other
+    search is removed."""
     marker = resolved.out / "search.json"
     if not marker.is_file():
         return False
@@ -57,6 +64,13 @@ def existing_search(resolved: Resolved) -> bool:
         previous = json.loads(marker.read_text())
     except json.JSONDecodeError:
         previous = {}
+    if previous.get("hash") != resolved.hash and replace_other:
+        log(f"{resolved.out} holds the search of other settings (hash {previous.get('hash')}): "
+            f"replaced by this one ({resolved.hash}), as params.yaml now asks")
+        for entry in resolved.out.iterdir():
+            if entry.name != ".lock":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return False
     if previous.get("hash") != resolved.hash:
         raise ConfigError(
             f"--out {resolved.out} holds another search (hash {previous.get('hash')}, "
@@ -72,18 +86,33 @@ def claim_out(resolved: Resolved) -> None:
         write_json(marker, resolved.describe())
 
 
-def run_search(spec: SearchSpec, log: Log = log_to_stderr) -> SearchOutcome:
-    """Run (or resume) a search and write its table, best config and Optuna study."""
+def run_search(spec: SearchSpec, log: Log = log_to_stderr,
+               replace_other: bool = False) -> SearchOutcome:
+    """Run (or resume) a search and write its table, best config and Optuna study.
+
+    ``replace_other``: a search of other settings found in ``out`` is removed, not refused
+    (DVC stages: their outputs persist, so that an interrupted search resumes)."""
     t0 = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines suffice
     resolved = resolve(spec)
-    resumed = existing_search(resolved)
-    started = connect(spec.address, log)  # an unreachable address fails before --out is touched
+    # one writer per --out: a second search on it fails here, before it changes anything
+    with output_lock(resolved.out, "--out", log):
+        return _run_locked(resolved, log, t0, replace_other)
+
+
+def _run_locked(resolved: Resolved, log: Log, t0: float,
+                replace_other: bool) -> SearchOutcome:
+    spec = resolved.spec
+    resumed = existing_search(resolved, replace_other, log)
+    started = connect(spec.address, log)  # an unreachable address fails before --out is used
     t1 = time.perf_counter()
     try:
         slots = concurrent_trials(spec)  # a GPU request the cluster cannot meet fails here
         claim_out(resolved)
         if spec.share_prefix:
+            if spec.checkpoint_every:
+                log("checkpoint_every is not used with share_prefix: its prefix trees run as "
+                    "Ray tasks, not Tune trials; a lost task is retrained from its start")
             grid = run_planned(resolved, log, slots, t0)
         else:
             grid = _fit_tune(resolved, log)
@@ -105,7 +134,8 @@ def _fit_tune(resolved: Resolved, log: Log):
     spec = resolved.spec
     experiment = resolved.out / "ray" / f"search-{resolved.hash}"
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=resolved.setup),
+        tune.with_parameters(run_trial, setup=resolved.setup,
+                             checkpoint_every=spec.checkpoint_every),
         {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     if tune.Tuner.can_restore(str(experiment)):
         log(f"resuming search {resolved.hash} from {experiment} (finished trials are "
