@@ -27,6 +27,7 @@ from pipeline.seeds import check_seeds, derive_seed
 from pipeline.versions import git_revision, library_versions
 
 ProgressFn = Callable[[dict], None]
+CHECKPOINT_VERSION = 1
 
 
 def resolve_device(device: str) -> torch.device:
@@ -390,10 +391,61 @@ class Trainer:
         new.wall_at_fork = self.wall
         return new
 
-    def run(self) -> TrainResult:
+    def run(self, checkpoint_every: int = 0,
+            on_checkpoint: Callable[[Trainer], None] | None = None) -> TrainResult:
+        """Train to the end; with ``checkpoint_every``, call ``on_checkpoint`` every that many
+        steps (after the update of step ``n * checkpoint_every - 1``) while steps remain."""
         with self.precision.active(self.device):  # TF32 on or off for this run alone
-            self.advance(self.cfg.steps)
+            while not self.finished:
+                until = self.cfg.steps
+                if checkpoint_every:
+                    until = min(until, (self.next_step // checkpoint_every + 1)
+                                * checkpoint_every)
+                self.advance(until)
+                if not self.finished and on_checkpoint is not None:
+                    on_checkpoint(self)
             return self.result()
+
+    # -- checkpoints: the whole state of a run between two steps, so that a run resumed from
+    # -- one continues bit for bit as if it had never stopped
+
+    def state_dict(self) -> dict:
+        """Everything the remaining steps depend on (the data and config are rebuilt)."""
+        return {"version": CHECKPOINT_VERSION, "config": self.cfg.to_dict(),
+                "seeds": list(self.seeds), "record_at": list(self.record_at),
+                "next_step": self.next_step, "finished": self.finished,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "method": self.method, "samplers": self.samplers,
+                "augmenters": self.augmenters, "curves": self.curves, "evals": self.evals,
+                "train_evals": self.train_evals, "extra_eval_steps": self.extra_eval_steps,
+                "diverged_at": self.diverged_at, "wall": self.wall,
+                "steps_trained": self.steps_trained, "shared_steps": self.shared_steps,
+                "wall_at_fork": self.wall_at_fork,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": (torch.cuda.get_rng_state_all() if self.device.type == "cuda"
+                             else None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` of a run of the same config and seeds."""
+        mine = {"config": self.cfg.to_dict(), "seeds": list(self.seeds),
+                "record_at": list(self.record_at)}
+        theirs = {k: state.get(k) for k in mine}
+        if state.get("version") != CHECKPOINT_VERSION or _drop_envs_dir(theirs) != \
+                _drop_envs_dir(mine):
+            raise ConfigError("the checkpoint is not this run's (another config, seeds or "
+                              "checkpoint version); it cannot be resumed")
+        self.model.load_state_dict(state["model"])
+        self.method = state["method"]
+        self.method.cfg = self.cfg
+        self.optimizer = self._optimizer()  # over the restored method's parameters
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key in ("samplers", "augmenters", "curves", "evals", "train_evals",
+                    "extra_eval_steps", "diverged_at", "next_step", "finished", "wall",
+                    "steps_trained", "shared_steps", "wall_at_fork"):
+            setattr(self, key, state[key])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def result(self) -> TrainResult:
         """The finished run's result."""
@@ -525,6 +577,27 @@ class Trainer:
                    "git": self.git}
         return TrainResult(self.cfg.to_dict(), self.seeds, members, aggregate(members),
                            curve_out, data, runtime, at_steps=at_steps)
+
+
+def _drop_envs_dir(run: dict) -> dict:
+    """Where the data lies is not part of a run's identity (its sha256 is checked apart)."""
+    return {**run, "config": {k: v for k, v in (run["config"] or {}).items()
+                              if k != "envs_dir"}}
+
+
+def save_checkpoint(trainer: Trainer, path: Path | str) -> Path:
+    """The trainer's state, written atomically (a reader sees all of it or nothing)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(trainer.state_dict(), tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(trainer: Trainer, path: Path | str) -> None:
+    # weights_only=False: the state holds the method object and the random generators; a
+    # checkpoint is the run's own file, never one from elsewhere
+    trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=False))
 
 
 def train(cfg: TrainConfig, seeds: Sequence[int], envset: EnvSet | None = None,

@@ -14,14 +14,16 @@ PARAM_KEYS = {"sampler": "sampler", "trials": "trials", "seeds": "seeds", "seed"
               "cpus_per_trial": "cpus_per_trial", "gpus_per_trial": "gpus_per_trial",
               "max_concurrent": "max_concurrent", "max_failures": "max_failures",
               "report_every": "report_every", "asha_grace": "asha_grace",
-              "asha_reduction": "asha_reduction", "share_prefix": "share_prefix"}
+              "asha_reduction": "asha_reduction", "share_prefix": "share_prefix",
+              "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints"}
 
 
 # Numbers in the search section, checked (and YAML strings like "8" converted) up front, so a
 # wrong type fails with the key's name instead of deep inside a comparison.
 NUMERIC_FIELDS = {"trials": int, "search_seed": int, "cpus_per_trial": float,
                   "gpus_per_trial": float, "max_concurrent": int, "max_failures": int,
-                  "report_every": int, "asha_grace": int, "asha_reduction": float}
+                  "report_every": int, "asha_grace": int, "asha_reduction": float,
+                  "checkpoint_every": int}
 
 
 def seeds_from(value) -> list[int]:

@@ -4,7 +4,9 @@ and the progress lines a running search prints."""
 from __future__ import annotations
 
 import math
+import shutil
 import time
+from pathlib import Path
 
 import optuna
 from ray import tune
@@ -14,6 +16,7 @@ from pipeline.errors import ConfigError
 from pipeline.ray_cluster import log_to_stderr
 from pipeline.search.space import SearchSpace
 from pipeline.search.spec import SAMPLERS, Resolved, SearchSpec
+from pipeline.search.trial import read_record
 from pipeline.selection import SELECTION_RULES
 
 
@@ -128,6 +131,29 @@ class SearchProgress(tune.Callback):
             log_to_stderr(self._line(trials))
 
 
+class DropCheckpoints(tune.Callback):
+    """A trial's checkpoints are removed once it has ended with its done record written (so
+    disk use stays bounded by the running trials); a trial that failed keeps them."""
+
+    def __init__(self, records_dir: str):
+        self.records_dir = records_dir
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        key = (trial.last_result or {}).get("trial_key")
+        if key and read_record(self.records_dir, key) is not None:
+            drop_checkpoints(trial.path)
+
+
+def drop_checkpoints(trial_dir: str | None) -> int:
+    """Remove a Tune trial directory's checkpoints; the number removed."""
+    if not trial_dir or "://" in trial_dir:  # cloud storage: Tune's num_to_keep bounds it
+        return 0
+    dirs = sorted(Path(trial_dir).glob("checkpoint_*"))
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(dirs)
+
+
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -174,5 +200,9 @@ def new_tuner(resolved: Resolved, trainable):
             # Ray copies its experiment state to storage_path every 300 s by default; a restore
             # should not start from a state that old (state is saved every ~10 s)
             sync_config=tune.SyncConfig(sync_period=10),
+            # with checkpoint_every: the latest checkpoint of a running trial, no more
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[SearchProgress(resolved.trials, spec.selection,
-                                      resolved.setup.base["steps"])], verbose=0))
+                                      resolved.setup.base["steps"]),
+                       *([] if spec.keep_checkpoints else
+                         [DropCheckpoints(resolved.setup.records_dir)])], verbose=0))

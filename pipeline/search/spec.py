@@ -60,6 +60,10 @@ class SearchSpec:
     # sampler random or grid: ask every trial up front and train the trials that agree on
     # their first updates as prefix trees (pipeline.search.planned), not through Tune
     share_prefix: bool = False
+    # a Tune checkpoint of each trial's whole state every this many steps (0: none): a retried
+    # or restored trial goes on from its latest one, bit for bit; not part of the search's hash
+    checkpoint_every: int = 0
+    keep_checkpoints: bool = False  # False: a trial's checkpoints go once its record is written
 
 
 @dataclass
@@ -107,6 +111,9 @@ def resolve(spec: SearchSpec) -> Resolved:
     check_range("gpus_per_trial", spec.gpus_per_trial, 0.0)
     check_range("max_failures", spec.max_failures, 0)
     check_range("report_every", spec.report_every, 1)
+    check_range("checkpoint_every", spec.checkpoint_every, 0)
+    if not isinstance(spec.keep_checkpoints, bool):
+        raise ConfigError(f"keep_checkpoints = {spec.keep_checkpoints!r}: give true or false")
     if spec.max_concurrent is not None:
         check_range("max_concurrent", spec.max_concurrent, 1)
 

@@ -13,7 +13,9 @@ import json
 import math
 import os
 import socket
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -23,7 +25,14 @@ from pipeline.environments.store import Environment
 from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
 from pipeline.selection import SELECTION_RULES, train_env_keys
-from pipeline.training import TrainResult, aggregate, train
+from pipeline.training import (
+    Trainer,
+    TrainResult,
+    aggregate,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
 
 RECORD_VERSION = 1
 
@@ -77,10 +86,12 @@ def write_record(records_dir: str | Path, record: dict) -> Path:
     return write_json(record_path(records_dir, record["key"]), record)
 
 
-def log_execution(records_dir: str | Path, key: str) -> None:
-    """One line each time a trial really trains: how a resumed search shows it re-ran nothing."""
+def log_execution(records_dir: str | Path, key: str, resumed_at: int | None = None) -> None:
+    """One line each time a trial really trains: how a resumed search shows it re-ran nothing
+    (and from which step a trial restored from its checkpoint went on)."""
     line = json.dumps({"key": key, "pid": os.getpid(), "host": socket.gethostname(),
-                       "time": time.time()})
+                       "node_ip": node_info()["node_ip"], "time": time.time(),
+                       "resumed_at": resumed_at})
     Path(records_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(records_dir) / "executions.jsonl", "a") as f:
         f.write(line + "\n")
@@ -109,16 +120,29 @@ def checked_envs(cfg: TrainConfig, setup: TrialSetup) -> EnvSet:
 
 
 def train_trial(setup: TrialSetup, sampled: dict, progress=None,
-                cfg: TrainConfig | None = None) -> dict:
-    """Train one sampled configuration and return its done record (not yet written)."""
+                cfg: TrainConfig | None = None, checkpoint_every: int = 0,
+                on_checkpoint=None, resume_from: Path | None = None) -> dict:
+    """Train one sampled configuration and return its done record (not yet written).
+
+    With ``checkpoint_every``, ``on_checkpoint(trainer)`` is called every that many steps;
+    ``resume_from`` (a checkpoint file of this trial) continues a run from its state.
+    """
     cfg = cfg or setup.config(sampled)
     envset = checked_envs(cfg, setup)
-    result = train(cfg, setup.seeds, envset=envset, progress=progress,
-                   record_at=setup.record_at)
+    trainer = Trainer(cfg, setup.seeds, envset=envset, progress=progress,
+                      record_at=setup.record_at)
+    resumed_at = None
+    if resume_from is not None:
+        load_checkpoint(trainer, resume_from)
+        resumed_at = trainer.next_step
+    result = trainer.run(checkpoint_every, on_checkpoint)
     result_dict = result.to_dict()
     if setup.leave_one_out:
         add_leave_one_out(result_dict, cfg, setup, envset)
-    return make_record(setup, sampled, cfg, result_dict)
+    record = make_record(setup, sampled, cfg, result_dict)
+    if resumed_at is not None:  # the numbers are the uninterrupted run's; the time is not
+        record["resumed_from_step"] = resumed_at
+    return record
 
 
 def make_record(setup: TrialSetup, sampled: dict, cfg: TrainConfig, result: dict) -> dict:
@@ -142,8 +166,15 @@ def node_info() -> dict:
     return info
 
 
-def run_trial(sampled: dict, setup: TrialSetup) -> None:
-    """The Ray Tune trainable: report every few dozen steps, then the final metrics."""
+CHECKPOINT_FILE = "trainer.pt"
+
+
+def run_trial(sampled: dict, setup: TrialSetup, checkpoint_every: int = 0) -> None:
+    """The Ray Tune trainable: report every few dozen steps, then the final metrics.
+
+    With ``checkpoint_every`` the trial reports a Tune checkpoint (the trainer's whole state)
+    every that many steps, and a trial Tune retries or restores goes on from its latest one.
+    """
     from ray import tune
 
     start = time.perf_counter()
@@ -151,18 +182,40 @@ def run_trial(sampled: dict, setup: TrialSetup) -> None:
     key = setup.key(sampled, cfg)
     record = read_record(setup.records_dir, key)
     if record is None:
-        log_execution(setup.records_dir, key)
-
         def report(info: dict) -> None:
             if info["evaluated_at"] == info["step"]:  # fresh test/val numbers only
                 tune.report(progress_metrics(info, setup, key))
 
-        record = train_trial(setup, sampled, progress=report, cfg=cfg)
+        def on_checkpoint(trainer: Trainer) -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(trainer, Path(tmp) / CHECKPOINT_FILE)
+                write_json(Path(tmp) / "step.json", {"key": key, "next_step": trainer.next_step})
+                # the report copies the directory to the trial's storage before it returns
+                tune.report({"step": trainer.next_step, "trial_key": key, "finished": False,
+                             "checkpoint_step": trainer.next_step},
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
+
+        checkpoint = tune.get_checkpoint() if checkpoint_every else None
+        with checkpoint.as_directory() if checkpoint else nullcontext() as restored:
+            resume = Path(restored) / CHECKPOINT_FILE if restored else None
+            log_execution(setup.records_dir, key,
+                          _checkpoint_step(resume) if resume else None)
+            record = train_trial(setup, sampled, progress=report, cfg=cfg,
+                                 checkpoint_every=checkpoint_every,
+                                 on_checkpoint=on_checkpoint if checkpoint_every else None,
+                                 resume_from=resume)
         # the trial's own time (data, model, training, reports) beside the trainer's wall_s
         record["trial_s"] = time.perf_counter() - start
         record["trial"] = tune.get_context().get_trial_id()
         write_record(setup.records_dir, record)
     tune.report(final_metrics(record, setup))
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.with_name("step.json").read_text())["next_step"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _flat(metrics: dict) -> dict:
