@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.config import EXECUTION, PRESET_PROVENANCE, PRESETS, make_config
 from pipeline.errors import ConfigError, lookup
+from pipeline.search.finished import read_best
 from pipeline.seeds import check_seeds
 from pipeline.training import ProgressFn, train
 
@@ -41,11 +42,7 @@ def evaluate_selected(search_out: Path | str, seeds: Sequence[int],
     if set(execution) - set(EXECUTION_KEYS):
         raise ConfigError(f"execution keys must be among {', '.join(EXECUTION_KEYS)} "
                           f"(got {sorted(execution)})")
-    best_path = Path(search_out) / "best.json"
-    try:
-        best = json.loads(best_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{best_path}: not a finished search's best.json ({exc})") from None
+    best = read_best(search_out)  # checked to be this search's
     seeds = check_fresh_seeds(seeds, best["seeds"])
     if best.get("selected", True) is None:
         return nothing_selected(best, seeds, envs_dir)

@@ -85,6 +85,24 @@ class EnvSet:
         return x / self.pixel_scale if self.pixel_scale else x
 
 
+def _read_manifest(path: Path) -> dict:
+    """The manifest, with every field the loader reads checked (an error names the file)."""
+    try:
+        manifest = json.loads(path.read_text())
+        entries = manifest["environments"]
+        for entry in entries:
+            for key, kind in (("name", str), ("role", str), ("file", str), ("sha256", str),
+                              ("size", int), ("params", dict)):
+                if not isinstance(entry[key], kind):
+                    raise TypeError(f"environment field {key!r} = {entry[key]!r}")
+            if "/" in entry["file"] or entry["file"].startswith("."):
+                raise ValueError(f"file {entry['file']!r} is not a file of this directory")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); "
+                          "regenerate the environments with make-envs") from None
+    return manifest
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -123,14 +141,25 @@ def load_envset(path: Path | str) -> EnvSet:
             f"no environments at {path} (missing {MANIFEST}); saved environment sets in "
             f"{path.parent}: {', '.join(existing) or 'none'}. Create one with "
             f"`python -m pipeline make-envs --dataset DATASET --out {path}`")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(manifest_path)
     envs = []
     for entry in manifest["environments"]:
         file = path / entry["file"]
         if not file.exists() or sha256_file(file) != entry["sha256"]:
-            raise ConfigError(f"{file} is missing or differs from its sha256 in {manifest_path}; "
+            raise ConfigError(f"{file} is missing or differs from its sha256 in {manifest_path} "
+                              "(truncated or changed since it was built); regenerate the "
+                              "environments with make-envs")
+        try:
+            data = torch.load(file, weights_only=True)
+            x, y = data.pop("x"), data.pop("y")
+        except Exception as exc:  # a file whose sha256 was edited into the manifest with it
+            raise ConfigError(f"{file} is not an environment file ({type(exc).__name__}: "
+                              f"{exc}); regenerate the environments with make-envs") from None
+        env = Environment(entry["name"], entry["role"], x, y, entry["params"], data)
+        if len(env) != entry["size"] or tuple(x.shape[:y.ndim]) != tuple(y.shape):
+            raise ConfigError(f"{manifest_path} says {entry['name']} holds {entry['size']} "
+                              f"examples but {file} holds inputs {tuple(x.shape)} and labels "
+                              f"{tuple(y.shape)}: the manifest (or the file) was edited; "
                               "regenerate the environments with make-envs")
-        data = torch.load(file, weights_only=True)
-        x, y = data.pop("x"), data.pop("y")
-        envs.append(Environment(entry["name"], entry["role"], x, y, entry["params"], data))
+        envs.append(env)
     return EnvSet(envs, manifest, sha256_file(manifest_path), path)

@@ -17,6 +17,7 @@ from pipeline.outputs import (
     search_dir,
 )
 from pipeline.params.study import Study
+from pipeline.search.finished import read_best, read_table
 
 
 @dataclass
@@ -53,8 +54,8 @@ def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
                 evaluation_file(results, dataset, config))
         for method in study.methods:
             name, search = f"{dataset}-{method}", search_dir(results, dataset, method)
-            searches[name] = pd.read_parquet(search / "trials.parquet")
-            best[name] = read_json(search / "best.json")
+            best[name] = read_best(search, dataset)  # checked: this search's, untouched
+            searches[name] = read_table(search, best[name])
     sem_rows, sem_meta = [], {}
     if sem is not None:
         loaded = read_json(sem)
@@ -83,14 +84,13 @@ def load_schedules(inputs: Inputs, schedules, results: Path, envs: Path) -> None
             for family in schedules.families:
                 key = f"{dataset}-{method}-{family}"
                 search = schedule_search_dir(results, dataset, method, family)
-                inputs.schedule_searches[key] = (pd.read_parquet(search / "trials.parquet"),
-                                                 read_json(search / "best.json"))
+                chosen = read_best(search, dataset)
+                inputs.schedule_searches[key] = (read_table(search, chosen), chosen)
                 inputs.schedule_evaluations[key] = read_json(
                     schedule_evaluation_file(results, dataset, method, family))
         for grid in ("landscape", "power_sweep"):
             where = schedule_grid_dir(results, grid, dataset)
-            inputs.schedule_grids[f"{grid}-{dataset}"] = pd.read_parquet(
-                where / "trials.parquet")
+            inputs.schedule_grids[f"{grid}-{dataset}"] = read_table(where)
             if (where / "shared_prefix.json").is_file():
                 inputs.schedule_sharing[f"{grid}-{dataset}"] = read_json(
                     where / "shared_prefix.json")

@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.config import make_config
 from pipeline.errors import ConfigError
 from pipeline.outputs import write_json
+from pipeline.search.finished import table_digests
 from pipeline.search.spec import Resolved
 from pipeline.search.trial import read_record, rows_of
 from pipeline.selection import SELECTION_RULES, select, train_env_keys
@@ -145,6 +146,7 @@ def write_outputs(resolved: Resolved, rows: list[dict]) -> dict | None:
                 "seeds": list(resolved.setup.seeds), "metrics": row["_metrics"],
                 "data": (record or {}).get("result", {}).get("data"),
                 "versions": library_versions()}
+    best["tables"] = table_digests(out)  # a table edited later is refused by its readers
     write_json(out / "best.json", best, default=str)
     return best
 
