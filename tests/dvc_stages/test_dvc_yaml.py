@@ -140,7 +140,13 @@ def test_the_results_layout_is_the_one_dvc_yaml_writes():
         "schedule_grid": [outputs.schedule_grid_dir("results", "${item.grid}", d)],
     }
     for name, paths in expected.items():
-        assert [Path(o) for o in stage_of(name)["outs"]] == paths, name
+        assert [Path(o if isinstance(o, str) else next(iter(o))) for o in
+                stage_of(name)["outs"]] == paths, name
+    # a search's outputs persist: DVC must not delete an interrupted search before the stage
+    # runs again, or it could not resume (pipeline.search.runner replaces another search)
+    for name in ("search", "schedule_search", "schedule_grid"):
+        (out,) = stage_of(name)["outs"]
+        assert isinstance(out, dict) and next(iter(out.values())) == {"persist": True}, name
     plots = {"evaluate": outputs.curves_file("results", d, m),
              "evaluate_preset": outputs.curves_file("results", d, p)}
     for name, path in plots.items():

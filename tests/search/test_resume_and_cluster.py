@@ -1,4 +1,6 @@
-"""The search command as users run it: killed and resumed, and on a two-node Ray cluster.
+"""The search command as users run it: killed and resumed, on a two-node Ray cluster, and
+losing a trial process and the worker node mid-search (docs/faults.md; a second writer and
+signals: tests/dvc_stages/test_interrupt.py).
 
 Real processes throughout: the CLI in a subprocess, a real SIGKILL, real `ray start` nodes
 (token authentication on, loopback addresses) that the test stops again.
@@ -17,8 +19,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
+
+from pipeline.search.trial import rerun
 
 RAY = str(Path(sys.executable).with_name("ray"))
 SPACE = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]},
@@ -106,10 +111,11 @@ def two_node_cluster():
                                       stderr=subprocess.DEVNULL, start_new_session=True))
         _wait_for(lambda: _ray_status(address, env).stdout.count("node_") >= 2, 60,
                   "the worker node", nodes[1])
-        yield address, env
+        yield address, env, nodes[1]
     finally:
         for node in reversed(nodes):
-            node.terminate()  # `ray start --block` stops its node's processes on SIGTERM
+            if node.poll() is None:  # (the last test kills the worker node)
+                node.terminate()  # `ray start --block` stops its node's processes on SIGTERM
         for node in nodes:
             try:
                 node.wait(timeout=30)
@@ -129,7 +135,7 @@ def _ray_status(address: str, env: dict) -> subprocess.CompletedProcess:
 
 def test_search_on_a_two_node_cluster_runs_trials_on_both_nodes(
         tmp_path, tiny_envs_dir, two_node_cluster):
-    address, env = two_node_cluster
+    address, env, _ = two_node_cluster
     out = tmp_path / "out"
     command = _search_command(tmp_path, tiny_envs_dir, out, 4, "--set", "steps=600",
                               "--address", address)
@@ -144,7 +150,7 @@ def test_search_on_a_two_node_cluster_runs_trials_on_both_nodes(
 
 def test_a_cluster_without_the_token_is_refused_with_a_hint(
         tmp_path, tiny_envs_dir, two_node_cluster):
-    address, env = two_node_cluster
+    address, env, _ = two_node_cluster
     env = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # the wrong token
     command = _search_command(tmp_path, tiny_envs_dir, tmp_path / "out", 2, "--address",
                               address)
@@ -152,3 +158,70 @@ def test_a_cluster_without_the_token_is_refused_with_a_hint(
     assert done.returncode == 2
     assert "RAY_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _executions(out: Path) -> list[dict]:
+    path = out / "trials" / "executions.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (out / "trials").glob("*.json")}
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "ray").glob("*/*/checkpoint_*/step.json"))
+
+
+def _same_as_uninterrupted(record: dict) -> None:
+    """The record's numbers are those of its config trained in one go, outside Ray."""
+    alone = rerun(record).to_dict()
+    assert record["result"]["members"] == alone["members"]  # every metric, bit for bit
+    assert record["result"]["curves"] == alone["curves"]  # every step's records
+
+
+def test_a_killed_trial_process_and_a_lost_worker_node_lose_nothing(
+        tmp_path, tiny_envs_dir, two_node_cluster):
+    """Two trials, one per node, each past its first checkpoint: the head's trial process is
+    SIGKILLed and the worker node dies whole. Both trials are retried on the head from their
+    checkpoints, and their numbers are those of runs never interrupted, bit for bit. (Last in
+    the module: the cluster has lost its worker after it.)"""
+    address, env, worker_node = two_node_cluster
+    out = tmp_path / "out"
+    command = _search_command(tmp_path, tiny_envs_dir, out, 2, "--set", "steps=1200",
+                              "--set", "hidden_dim=32", "--checkpoint-every", "50",
+                              "--address", address)
+    log = open(tmp_path / "search.log", "w")
+    search = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+
+    def checkpointed() -> dict[str, dict]:  # node ip -> the first run of a checkpointed trial
+        keys = {json.loads(p.read_text())["key"] for p in _checkpoints(out)}
+        return {e["node_ip"]: e for e in _executions(out) if e["key"] in keys}
+
+    try:
+        _wait_for(lambda: len(checkpointed()) == 2, 240, "a checkpoint of both trials", search)
+        first = checkpointed()
+        assert not _records(out), "a trial finished before the faults"
+        os.kill(first["127.0.0.2"]["pid"], signal.SIGKILL)  # a trial process on the head
+        node = [psutil.Process(worker_node.pid),  # the worker node: raylet, store, workers
+                *psutil.Process(worker_node.pid).children(recursive=True)]
+        for p in node:
+            p.kill()
+        psutil.wait_procs(node, timeout=10)
+        assert search.wait(timeout=400) == 0, (tmp_path / "search.log").read_text()[-3000:]
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+            search.wait()
+    table = pd.read_csv(out / "trials.csv")
+    assert table["trial_key"].nunique() == 2 and (table["status"] == "ok").all()
+    records = _records(out)
+    for lost in first.values():
+        runs = [e for e in _executions(out) if e["key"] == lost["key"]]
+        assert len(runs) == 2 and runs[1]["node_ip"] == "127.0.0.2"  # retried on the head
+        assert runs[1]["pid"] != lost["pid"] and runs[1]["resumed_at"] >= 50  # not step 0
+        assert records[lost["key"]]["resumed_from_step"] == runs[1]["resumed_at"]
+        _same_as_uninterrupted(records[lost["key"]])
+    assert not _checkpoints(out), "a finished trial's checkpoints are removed"
