@@ -37,13 +37,17 @@ def envs_dir(tmp_path, tiny_envs_dir):
 def finished(tmp_path_factory, tiny_envs_dir, local_ray):
     """Two finished searches (two search seeds) over the same data."""
     root = tmp_path_factory.mktemp("finished")
-    spaces = {"irm": {"lr": {"log_uniform": [1e-3, 1e-2]}}}
     for seed in (0, 1):
-        run_search(SearchSpec(dataset=DATASET, method="irm", spaces=spaces,
-                              out=str(root / f"s{seed}"), envs_dir=str(tiny_envs_dir),
-                              sampler="random", trials=2, seeds=[0], search_seed=seed,
-                              selection="oracle", fixed={"steps": 20, "hidden_dim": 16}))
+        run_search(_spec(root / f"s{seed}", tiny_envs_dir, seed))
     return root
+
+
+def _spec(out, envs_dir, search_seed: int) -> SearchSpec:
+    return SearchSpec(dataset=DATASET, method="irm", out=str(out), envs_dir=str(envs_dir),
+                      spaces={"irm": {"lr": {"log_uniform": [1e-3, 1e-2]}}}, sampler="random",
+                      trials=2, seeds=[0], search_seed=search_seed, selection="oracle",
+                      fixed={"steps": 20, "hidden_dim": 16},
+                      share_prefix=True)  # Ray tasks, not Tune: the same files, sooner
 
 
 @pytest.fixture
@@ -157,3 +161,18 @@ def test_a_best_json_of_another_dataset_is_refused_by_the_evaluation_stage(searc
     assert f"{search} searched dataset 'colored_fashion_mnist', not 'colored_mnist'" in \
         done.stderr
     assert not (tmp_path / "e.json").exists() and not (tmp_path / ".e.json.lock").exists()
+
+
+def test_a_dvc_stage_replaces_a_search_of_other_settings(search, tiny_envs_dir):
+    """A stage's output persists (dvc.yaml) and follows params.yaml: a search of other
+    settings found there is replaced, and says so (the CLI refuses it:
+    tests/search/test_bad_input.py)."""
+    old_keys = {p.stem for p in (search / "trials").glob("*.json")}
+    lines = []
+    outcome = run_search(_spec(search, tiny_envs_dir, 1), log=lines.append, replace_other=True)
+    assert any("holds the search of other settings" in line and "replaced" in line
+               for line in lines)
+    assert json.loads((search / "search.json").read_text())["hash"] == outcome.hash
+    new_keys = {p.stem for p in (search / "trials").glob("*.json")}
+    assert len(new_keys) == 2 and not old_keys & new_keys
+    assert read_best(search)["search"] == outcome.hash

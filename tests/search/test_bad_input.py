@@ -91,3 +91,4 @@ def test_command_line_error_names_the_flag_and_exits_2(earlier_results, tiny_env
     assert done.returncode == 2
     assert "error:" in done.stderr and "lr" in done.stderr
     assert "Traceback" not in done.stderr
+
