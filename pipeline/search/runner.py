@@ -68,8 +68,10 @@ def existing_search(resolved: Resolved, replace_other: bool = False,
         log(f"{resolved.out} holds the search of other settings (hash {previous.get('hash')}): "
             f"replaced by this one ({resolved.hash}), as params.yaml now asks")
         for entry in resolved.out.iterdir():
-            if entry.name != ".lock":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            elif entry.name != ".lock":  # held by this process
+                entry.unlink()
         return False
     if previous.get("hash") != resolved.hash:
         raise ConfigError(
