@@ -21,6 +21,9 @@ def _best(tmp_path, tiny_envs_dir, **overrides):
     best = {"selection": "irm_paper", "uses_test_data": True, "score": 0.6, "search": "abc",
             "trial_key": "k", "seeds": [0, 1, 2], "config": config, **overrides}
     (tmp_path / "best.json").write_text(json.dumps(best))
+    # the search that wrote it (the evaluation checks that best.json is this search's)
+    (tmp_path / "search.json").write_text(json.dumps({"hash": "abc", "search": {
+        "dataset": "colored_fashion_mnist"}}))
     return config
 
 
