@@ -40,8 +40,6 @@ CASES = [
      "search@colored_mnist-irmv2", ALL),
     (("evaluate.seed", [5]), ["seed", "seeds"], "evaluate_preset@",
      (*ALL[:4], *ALL[5:])),
-    (("schedule_study.trials", "many"), ["schedule_study.trials", "many"], "schedule_search@",
-     ALL),
 ]
 
 

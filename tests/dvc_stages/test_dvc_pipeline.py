@@ -15,7 +15,7 @@ import time
 
 import yaml
 
-from tests.dvc_stages.project_copy import dvc, git, stages_run, tiny_params
+from tests.dvc_stages.project_copy import dvc, stages_run, tiny_params
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -180,19 +180,4 @@ def test_editing_a_caption_or_a_published_number_reruns_only_the_report(repo):
     finally:
         for path, text in originals.items():
             path.write_text(text)
-    assert json.loads(dvc(repo, "status", "--json").stdout) == {}
-
-
-def test_experiments_show_and_metrics_diff(repo):
-    done = dvc(repo, "exp", "run", "-n", "sem300", "-S", "sem_study.irm_iterations=300")
-    assert stages_run(done.stdout) == {"evaluate_sem", "report"}
-    try:
-        shown = dvc(repo, "exp", "show", "--json").stdout
-        assert "sem300" in shown and "irm_iterations" in shown
-        diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
-        changed = diff["reports/metrics.json"]
-        assert changed and all(key.startswith("sem.") for key in changed)  # only SEM numbers
-    finally:
-        git(repo, "checkout", "--", "params.yaml")  # the experiment left its params here
-    assert stages_run(dvc(repo, "repro").stdout) == set()  # back to HEAD from the run cache
     assert json.loads(dvc(repo, "status", "--json").stdout) == {}

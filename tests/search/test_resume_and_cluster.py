@@ -103,18 +103,6 @@ def _ray_status(address: str, env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_cluster_without_the_token_is_refused_with_a_hint(
-        tmp_path, tiny_envs_dir, two_node_cluster):
-    address, env, _ = two_node_cluster
-    env = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # the wrong token
-    command = _search_command(tmp_path, tiny_envs_dir, tmp_path / "out", 2, "--address",
-                              address)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2
-    assert "RAY_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def _executions(out: Path) -> list[dict]:
     path = out / "trials" / "executions.jsonl"
     if not path.is_file():
@@ -139,12 +127,20 @@ def _same_as_uninterrupted(record: dict) -> None:
 
 def test_a_killed_trial_process_and_a_lost_worker_node_lose_nothing(
         tmp_path, tiny_envs_dir, two_node_cluster):
-    """A search on a two-node cluster: its two trials spread over the nodes. Each past its
+    """A search on a two-node cluster (and, at the same time, one with the wrong token,
+    refused with a hint): its two trials spread over the nodes. Each past its
     first checkpoint, the head's trial process is SIGKILLed and the worker node dies whole.
     Both trials are retried on the head from their checkpoints, and their numbers are those
     of runs never interrupted, bit for bit. (Last in the module: the cluster has lost its
     worker after it.)"""
     address, env, worker_node = two_node_cluster
+    # meanwhile, a search with the wrong token (Ray retries for ~20 s before it gives up)
+    (tmp_path / "other").mkdir()
+    wrong_token = subprocess.Popen(
+        _search_command(tmp_path / "other", tiny_envs_dir, tmp_path / "other" / "out", 2,
+                        "--address", address),
+        env={**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
     out = tmp_path / "out"
     command = _search_command(tmp_path, tiny_envs_dir, out, 2, "--set", "steps=700",
                               "--set", "hidden_dim=32", "--checkpoint-every", "50",
@@ -185,3 +181,9 @@ def test_a_killed_trial_process_and_a_lost_worker_node_lose_nothing(
         assert records[lost["key"]]["resumed_from_step"] == runs[1]["resumed_at"]
         _same_as_uninterrupted(records[lost["key"]])
     assert not _checkpoints(out), "a finished trial's checkpoints are removed"
+
+    # the search with the wrong token: refused with the hint, nothing written
+    stderr = wrong_token.communicate(timeout=120)[1]
+    assert wrong_token.returncode == 2, stderr[-2000:]
+    assert "RAY_AUTH_TOKEN" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "other" / "out").exists()
