@@ -1,7 +1,7 @@
-"""`dvc repro` interrupted: Ctrl-C (SIGINT to the terminal's process group) and a SIGTERM to
-DVC alone each stop the search stage and every Ray process it started within seconds; after
-those and a SIGKILL to everything, the same `dvc repro` resumes the search without retraining
-a finished trial (its output persists).
+"""`dvc repro` interrupted: Ctrl-C (SIGINT to the terminal's process group) stops the search
+stage and every Ray process it started within seconds; after that and a SIGKILL to
+everything, the same `dvc repro` resumes the search without retraining a finished trial (its
+output persists). A stage whose DVC is killed alone stops itself: tests/test_process.py.
 Meanwhile a second search on the stage's output is refused (one writer per output).
 
 A one-stage DVC project of its own (the search stage of dvc.yaml, on the tiny environments),
@@ -29,7 +29,7 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 def _project(root: Path, envs_dir: Path) -> dict:
     root.mkdir()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params = {"search": {**params["search"], "trials": 4, "seeds": 1, "max_concurrent": 1,
+    params = {"search": {**params["search"], "trials": 3, "seeds": 1, "max_concurrent": 1,
                          "selection": "oracle",
                          "set": {"steps": 500, "hidden_dim": 16, "anneal_iters": 50}},
               "search_spaces": {"shared": {}, "irm": {"lr": {"log_uniform": [1e-3, 1e-2]}}}}
@@ -128,16 +128,6 @@ def test_interrupted_dvc_repro_stops_everything_and_resumes(tmp_path, tiny_envs_
     assert not alive, f"left running after SIGINT: {[p.pid for p in alive]}"
     assert "interrupted by SIGINT" in (root / "sigint.log").read_text()
 
-    # SIGTERM to dvc alone (a scheduler, `kill PID`): the stage sees dvc end and stops too
-    trained = len(_executions(out))
-    started = _interrupt(root, env, "sigterm", lambda: len(_executions(out)) > trained,
-                         lambda p: p.send_signal(signal.SIGTERM))
-    t0 = time.time()
-    _, alive = psutil.wait_procs(started, timeout=15)
-    assert not alive, f"left running after SIGTERM to dvc: {[p.pid for p in alive]}"
-    assert time.time() - t0 < 15
-    assert "the parent process" in (root / "sigterm.log").read_text()
-
     # SIGKILL to everything (a crash, an out-of-memory kill): nothing can clean up, and Tune's
     # own state may be seconds old; the done records still say what is finished
     done_before = records()
@@ -161,5 +151,5 @@ def test_interrupted_dvc_repro_stops_everything_and_resumes(tmp_path, tiny_envs_
     for key in finished:
         assert executions.count(key) == runs_before.count(key), \
             f"finished trial {key} was trained again"
-    assert len({p.stem for p in (out / "trials").glob("*.json")}) == 4
+    assert len({p.stem for p in (out / "trials").glob("*.json")}) == 3
     assert (out / "best.json").is_file()

@@ -142,7 +142,7 @@ def test_a_killed_trial_process_and_a_lost_worker_node_lose_nothing(
         env={**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     out = tmp_path / "out"
-    command = _search_command(tmp_path, tiny_envs_dir, out, 2, "--set", "steps=700",
+    command = _search_command(tmp_path, tiny_envs_dir, out, 2, "--set", "steps=400",
                               "--set", "hidden_dim=32", "--checkpoint-every", "50",
                               "--address", address)
     log = open(tmp_path / "search.log", "w")
