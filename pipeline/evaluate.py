@@ -33,16 +33,17 @@ def check_fresh_seeds(seeds: Sequence[int], used: Sequence[int]) -> list[int]:
 
 def evaluate_selected(search_out: Path | str, seeds: Sequence[int],
                       envs_dir: str | None = None, progress: ProgressFn | None = None,
-                      execution: dict | None = None) -> dict:
+                      execution: dict | None = None, dataset: str | None = None) -> dict:
     """Retrain the configuration a search selected (``best.json``) with fresh seeds.
 
-    ``execution`` (EXECUTION_KEYS only: device, threads, ...) may differ from the search's.
+    ``execution`` (EXECUTION_KEYS only: device, threads, ...) may differ from the search's;
+    ``dataset``, if given, must be the one the search ran on (checked before any training).
     """
     execution = dict(execution or {})
     if set(execution) - set(EXECUTION_KEYS):
         raise ConfigError(f"execution keys must be among {', '.join(EXECUTION_KEYS)} "
                           f"(got {sorted(execution)})")
-    best = read_best(search_out)  # checked to be this search's
+    best = read_best(search_out, dataset)  # checked to be this search's (on dataset)
     seeds = check_fresh_seeds(seeds, best["seeds"])
     if best.get("selected", True) is None:
         return nothing_selected(best, seeds, envs_dir)

@@ -18,7 +18,6 @@ from pipeline.locks import output_lock
 from pipeline.outputs import write_json
 from pipeline.params.evaluate import evaluation_settings
 from pipeline.process import run_command
-from pipeline.search.finished import read_best
 from pipeline.terminal import print_progress, result_table
 
 
@@ -39,9 +38,8 @@ def main() -> None:
     with output_lock(args.out, "--out"):  # one writer per result file
         envs_dir = str(args.envs_dir)
         if args.search:
-            read_best(args.search, args.dataset)  # this search's, on this dataset: checked first
             result = evaluate_selected(args.search, settings.seeds, envs_dir, print_progress,
-                                       execution=settings.execution)
+                                       execution=settings.execution, dataset=args.dataset)
         else:
             result = evaluate_preset(args.preset, args.dataset, settings.seeds, envs_dir,
                                      overrides={**settings.preset_set, **settings.execution},
