@@ -261,12 +261,19 @@ class Trainer:
                 x = x.unsqueeze(0).expand(k, *x.shape)
             x, shared = random_affine(x, self.cfg, self.augmenters), False
         logits, feats = self._model_forward(x, shared)
-        logits_env = list(logits.split(sizes, dim=1))
         feats_env = list(feats.split(sizes, dim=1))
+        logits_env = [self.method.predict(lg, ft) for lg, ft in
+                      zip(logits.split(sizes, dim=1), feats_env, strict=True)]
         inputs = list(x.split(sizes, dim=0 if shared else 1))
         risks = torch.stack([bce(lg, y) for lg, y in zip(logits_env, labels, strict=True)], 1)
         return StepBatch(logits_env, labels, feats_env, risks, inputs=inputs,
                          shared_inputs=shared, forward=self._model_forward, step=step)
+
+    def _predict(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """The method's prediction (K, N) in fp32: the model's logit unless the method
+        predicts otherwise (IRM-Game's ensemble of environment heads)."""
+        logits, feats = self.model(x, shared=shared)
+        return self.method.predict(logits.float(), feats)
 
     @torch.no_grad()
     def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -276,11 +283,11 @@ class Trainer:
         with self._autocast():
             for x, y in zip(xs, ys, strict=True):
                 if chunk is None:  # the whole environment in one forward (no copy)
-                    logits = self.model(x, shared=shared)[0]
+                    logits = self._predict(x, shared)
                 else:
-                    logits = torch.cat([self.model(p, shared=shared)[0]
+                    logits = torch.cat([self._predict(p, shared)
                                         for p in x.split(chunk, dim=0 if shared else 1)], dim=-1)
-                out.append(accuracy(logits.float(), y))
+                out.append(accuracy(logits, y))
         return out
 
     # -- the loop: resumable (advance) and forkable (fork), so that runs which agree on every

@@ -15,11 +15,33 @@ from pipeline.methods.base import Method, StepBatch, bce
 from pipeline.seeds import derive_seed
 
 
+def fgsm_inputs(batch: StepBatch, epsilon: float) -> list[torch.Tensor]:
+    """Each environment's FGSM inputs ``clip(x + epsilon * sign(grad_x BCE_k), 0, 1)``,
+    (K, N_e, *input), detached: member k's perturbation comes from member k's loss alone."""
+    if batch.forward is None or not batch.inputs:
+        raise ValueError("fgsm: the step batch has no inputs or forward function")
+    k = batch.risks.shape[0]
+    sizes = [lg.shape[-1] for lg in batch.logits]
+    x = torch.cat(batch.inputs, dim=0 if batch.shared_inputs else 1)
+    if batch.shared_inputs:  # every member gets its own perturbation of the shared input
+        x = x.unsqueeze(0).expand(k, *x.shape)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits, _ = batch.forward(x, False)
+        # member k's loss depends on member k's inputs only: the sum gives each its own
+        loss = sum(bce(lg, y).sum() for lg, y in
+                   zip(logits.split(sizes, dim=1), batch.labels, strict=True))
+        (grad,) = torch.autograd.grad(loss, x)
+    x_adv = (x.detach() + epsilon * grad.sign()).clamp(0.0, 1.0)
+    return list(x_adv.split(sizes, dim=1))
+
+
 class FGSM(Method):
     """Adversarial training with the fast gradient sign method (Goodfellow et al. 2015).
 
-    Source: related-work.md, "Invariant-risk penalties beyond IRMv1": FGSM perturbations
-    ``x + epsilon * sign(grad_x loss)``, the adversarial loss added to the clean loss.
+    Source: the write-up on invariant-risk penalties in the project's reference list: FGSM
+    perturbations ``x + epsilon * sign(grad_x loss)``, the adversarial loss added to the clean
+    loss.
 
     Per step and member k, with every training environment's inputs x (the step's batch):
     ``x_adv = clip(x + fgsm_epsilon * sign(grad_x BCE_k(x)), 0, 1)``, detached (no gradient
@@ -43,22 +65,7 @@ class FGSM(Method):
 
     def adversarial_inputs(self, batch: StepBatch) -> list[torch.Tensor]:
         """Each environment's FGSM inputs, (K, N_e, *input), detached, per member."""
-        if batch.forward is None or not batch.inputs:
-            raise ValueError("adversarial: the step batch has no inputs or forward function")
-        k = batch.risks.shape[0]
-        sizes = [lg.shape[-1] for lg in batch.logits]
-        x = torch.cat(batch.inputs, dim=0 if batch.shared_inputs else 1)
-        if batch.shared_inputs:  # every member gets its own perturbation of the shared input
-            x = x.unsqueeze(0).expand(k, *x.shape)
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits, _ = batch.forward(x, False)
-            # member k's loss depends on member k's inputs only: the sum gives each its own
-            loss = sum(bce(lg, y).sum() for lg, y in
-                       zip(logits.split(sizes, dim=1), batch.labels, strict=True))
-            (grad,) = torch.autograd.grad(loss, x)
-        x_adv = (x.detach() + self.cfg.fgsm_epsilon * grad.sign()).clamp(0.0, 1.0)
-        return list(x_adv.split(sizes, dim=1))
+        return fgsm_inputs(batch, self.cfg.fgsm_epsilon)
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         sizes = [lg.shape[-1] for lg in batch.logits]
@@ -88,7 +95,7 @@ def grad_reverse(x: torch.Tensor) -> torch.Tensor:
 class DANN(Method):
     """Domain-adversarial training (Ganin et al. 2016) with an environment adversary.
 
-    Sources: related-work.md (Justin-Tan/invariant_reps: "adversarial training where an
+    Sources: Justin-Tan/invariant_reps (README: "adversarial training where an
     adversary predicts the sensitive variable from the representation", here the environment)
     and DomainBed's ``DANN`` (``domainbed/algorithms.py``, ``AbstractDANN``).
 

@@ -2,8 +2,9 @@
 
 The loop computes per-environment logits and risks for all K members and asks the method for
 (1) how to combine the risks (:meth:`Method.risk`), (2) a penalty that the schedule weights
-(:meth:`Method.penalty`), (3) an unscheduled regulariser (:meth:`Method.regularizer`), and
-(4) how to turn the objective into gradients (:meth:`Method.backward`). A method may own
+(:meth:`Method.penalty`), (3) an unscheduled regulariser (:meth:`Method.regularizer`),
+(4) how to turn the objective into gradients (:meth:`Method.backward`), and (5) what predicts
+(:meth:`Method.predict`: the model's logit unless the method has its own heads). A method may own
 per-member parameters (:meth:`Method.parameters`, e.g. an environment adversary); the loop
 optimises them with the model's. Per-sample methods (Fishr) read logits and features from
 :class:`StepBatch`; input-space methods (FGSM) re-run the model through ``batch.forward``.
@@ -92,6 +93,12 @@ class Method:
 
     def __init__(self, cfg: TrainConfig, ctx: MethodContext | None = None):
         self.cfg, self.ctx = cfg, ctx or MethodContext()
+
+    def predict(self, logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The prediction (K, N) from the model's logits (K, N) and features (K, N, F), in
+        training and evaluation alike: the model's logits, unless the method predicts with its
+        own heads (IRM-Game's ensemble)."""
+        return logits
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Per-member parameters the method owns (member axis first), optimised with the model."""
