@@ -1,9 +1,9 @@
 """DVC stage: the report (report.md + HTML, LaTeX tables, PNG/PDF figures, metrics.json).
 
-Reads the finished evaluations, searches, protocol rows, schedule study and SEM study named by
-``params.yaml: study``, ``protocol`` and ``schedule_study``; trains nothing. The provenance
-header compares this run's params with ``profiles/paper.yaml`` to say how the run was scaled
-down from the full protocols.
+Reads the finished evaluations, searches, protocol rows, schedule study, SEM study and PICA
+study named by ``params.yaml: study``, ``protocol`` and ``schedule_study``; trains nothing.
+The provenance header compares this run's params with ``profiles/paper.yaml`` to say how the
+run was scaled down from the full protocols.
 """
 
 import argparse
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--envs-dir", type=Path, default=Path("data/envs"))
     parser.add_argument("--sem", type=Path, default=None, help="the SEM study's result JSON")
+    parser.add_argument("--pica", type=Path, default=None, help="the PICA study's result JSON")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--paper", type=Path, default=Path("profiles/paper.yaml"))
@@ -36,7 +37,8 @@ def main() -> None:
     protocol = protocol_settings(params["protocol"]) if params.get("protocol") else None
     schedules = (schedule_study_settings(params["schedule_study"])
                  if params.get("schedule_study") else None)
-    inputs = load_inputs(study, args.results, args.envs_dir, args.sem, protocol, schedules)
+    inputs = load_inputs(study, args.results, args.envs_dir, args.sem, protocol, schedules,
+                         args.pica)
     if schedules is not None:  # the caption lists what the study held fixed
         inputs.schedule_fixed = study_fixed(params)
     metrics = write_report(inputs, study, params, paper, args.out)

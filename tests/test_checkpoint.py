@@ -43,6 +43,9 @@ def _resumed(cfg, seeds, envs, tmp_path, every: int, stop_after: int, record_at=
     {},  # full batch, IRM's schedule across the anneal
     {"batch_size": 32, "jump_rule": "reset_adam"},  # the samplers' generators, Adam reset
     {"method": "groupdro"},  # a method with state of its own (the group weights)
+    # methods with optimizers and generators of their own (heads, statistics network)
+    {"method": "invrat"}, {"method": "irmgame"}, {"method": "mine", "mine_steps": 2},
+    {"method": "perturbation"},
     {"method": "fishr", "batch_size": 16},  # its moving averages
 ])
 def test_a_run_resumed_from_a_checkpoint_equals_the_run_alone(tiny_envs, tmp_path, overrides):

@@ -13,6 +13,7 @@ import pandas as pd
 from pipeline.outputs import write_atomic, write_json
 from pipeline.params.study import Study
 from pipeline.report import figures, schedule_figures
+from pipeline.report import pica as pica_report
 from pipeline.report.inputs import Inputs
 from pipeline.report.provenance import provenance_markdown
 from pipeline.report.schedule_table import (
@@ -58,6 +59,13 @@ def headline_metrics(inputs: Inputs) -> dict:
                 for name in ("train", "test", "gray")} | {
                 "test_std": _round(row["test"][1]) if row["test"] else None,
                 "seeds": row["seeds"], "diverged": row["diverged"]}
+    if inputs.pica is not None:  # PICA's cosine on the synthetic case, each probe's test
+        out["pica"] = {"synthetic_cos_mean": {
+            r["method"]: _round(r["cos_mean"])
+            for r in pica_report.synthetic_summary(inputs.pica["synthetic"])}}
+        for name, image in inputs.pica["images"].items():
+            out["pica"][name] = {f"{r['projection']}-{r['dims']}": _round(r["acc"].get("test"))
+                                 for r in image["rows"]}
     if inputs.schedule_searches:
         rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
         out["schedules"] = {}
@@ -124,6 +132,10 @@ def draw_figures(inputs: Inputs, study: Study, out: Path) -> list[tuple[str, Pat
                                         out / "fig7_protocol_accuracy")[0]
         drawn.append(("Figure 7: every method with IRM's published hyperparameters (the "
                       "protocol table), test and grayscale-test accuracy per seed.", png))
+    if inputs.pica is not None:
+        png = pica_report.projection_figure(inputs.pica, out / "fig11_pica_projection")[0]
+        drawn.append(("Figure 11: PICA, each environment's projection on the first principal "
+                      "invariant direction and on PCA's first direction.", png))
     if inputs.sem_rows:
         png = figures.sem_errors(inputs.sem_rows, out / "fig6_sem_errors")[0]
         drawn.append(("Figure 6: SEM study, causal and non-causal coefficient error per "
@@ -205,6 +217,18 @@ def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
         write_atomic(tables / "sem.tex", sem_table_latex(inputs.sem_rows))
         sections += ["## SEM study: coefficient errors", "", sem_md,
                      "LaTeX: [`tables/sem.tex`](tables/sem.tex)", ""]
+    if inputs.pica is not None:
+        pica_md = pica_report.pica_markdown(inputs.pica)
+        write_atomic(tables / "pica.md", pica_md)
+        write_atomic(tables / "pica.tex", pica_report.pica_latex(inputs.pica))
+        sections += ["## Unsupervised IRM: PICA", "", pica_md,
+                     "LaTeX: [`tables/pica.tex`](tables/pica.tex)", ""]
+    if inputs.pica is not None:
+        pica_md = pica_report.pica_markdown(inputs.pica)
+        write_atomic(tables / "pica.md", pica_md)
+        write_atomic(tables / "pica.tex", pica_report.pica_latex(inputs.pica))
+        sections += ["## Unsupervised IRM: PICA", "", pica_md,
+                     "LaTeX: [`tables/pica.tex`](tables/pica.tex)", ""]
     if inputs.schedule_searches:
         rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
         schedule_md = schedule_markdown(rows, inputs.schedule_fixed)

@@ -39,13 +39,14 @@ class Inputs:
     schedule_grids: dict[str, pd.DataFrame] = field(default_factory=dict)
     schedule_fixed: dict = field(default_factory=dict)
     schedule_sharing: dict[str, dict] = field(default_factory=dict)  # search -> its savings
+    pica: dict | None = None  # the PICA study's result (results/pica/pica.json)
 
 
 def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
-                protocol=None, schedules=None) -> Inputs:
+                protocol=None, schedules=None, pica: Path | None = None) -> Inputs:
     """Read every finished result; ``protocol`` (ProtocolSettings) adds the protocol table's
     rows from ``results/protocol/DATASET-ROW.json``, ``schedules`` (ScheduleStudy) the
-    schedule study's searches, evaluations and grids."""
+    schedule study's searches, evaluations and grids, ``pica`` the PICA study's result."""
     evaluations, searches, best, manifests = {}, {}, {}, {}
     for dataset in study.datasets:
         manifests[dataset] = read_json(envs / dataset / "manifest.json")
@@ -72,6 +73,10 @@ def load_inputs(study: Study, results: Path, envs: Path, sem: Path | None,
                     protocol_results, protocol.preset if protocol is not None else "irm_paper")
     if schedules is not None:
         load_schedules(inputs, schedules, results, envs)
+    if pica is not None:
+        inputs.pica = read_json(pica)
+        for dataset in inputs.pica["settings"]["datasets"]:
+            inputs.manifests[dataset] = read_json(envs / dataset / "manifest.json")
     return inputs
 
 

@@ -39,6 +39,7 @@ def tiny_params() -> dict:
                         "preset_set": {"dtype": "auto", "steps": 20, "hidden_dim": 16,
                                        "anneal_iters": 5}}
     tiny["sem_study"]["irm_iterations"] = 200
+    tiny["pica_study"].update({"synthetic_reps": 3, "dims": [1, 2], "figure_samples": 100})
     # the protocol table: two rows (a penalty and a gradient rule), the preset made tiny
     tiny["protocol"].update({"datasets": ["colored_fashion_mnist"], "rows": ["erm", "fishr"],
                              "seeds": [0, 1]})

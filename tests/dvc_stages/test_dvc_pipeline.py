@@ -53,7 +53,7 @@ def test_every_stage_ran_once(repo):
                  for f in schedules["families"]}
     expected |= {f"schedule_grid@{d}-{g}" for d in schedules["datasets"]
                  for g in ("landscape", "power_sweep")}
-    expected |= {"evaluate_sem", "report"}
+    expected |= {"evaluate_sem", "evaluate_pica", "report"}
     assert ran == expected
 
 
@@ -78,7 +78,7 @@ def test_report_has_provenance_tables_and_figures(repo):
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
     assert len(images) >= 10
     numbers = {re.match(r"figures/fig(\d+)", p).group(1) for p in images}
-    assert numbers == {str(n) for n in range(1, 11)}  # 4, 8-10: the schedule study
+    assert numbers == {str(n) for n in range(1, 12)}  # 4, 8-10: schedules; 11: PICA
     for rel in images:
         png = repo / "reports" / rel
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000, rel
@@ -110,6 +110,15 @@ def test_tables_parse_and_cover_the_study(repo):
     assert "USES TEST DATA" in text and "2 seeds" in text
     tex = (tables / "protocol.tex").read_text()
     assert len(latex_rows(tex)) == len(rows)  # then the published rows, after a rule
+    pica_text = (tables / "pica.md").read_text()
+    synthetic_table, probe_table = pica_text.split("\n\n")[:2]
+    synthetic = markdown_rows(synthetic_table.replace("\\|", "/"))  # an escaped | in a cell
+    assert [r[0] for r in synthetic] == ["PICA (configured rule)",
+                                         "PICA (source's rule: signed, 1%)", "PCA (baseline)"]
+    probes = markdown_rows(probe_table)
+    assert [(r[1], r[2]) for r in probes] == [("pixels", "392"), ("pica", "1"), ("pca", "1"),
+                                              ("pica", "2"), ("pca", "2")]
+    assert "REDUCED" in probes[0][0] and "No model selection" in pica_text
 
 
 def test_metrics_and_plots_are_what_dvc_shows(repo):
@@ -121,6 +130,7 @@ def test_metrics_and_plots_are_what_dvc_shows(repo):
     assert set(metrics["sem"]) == {"FOU", "FOS", "FEU", "FES", "POU", "POS", "PEU", "PES"}
     assert set(metrics["sem"]["FOU"]) == {"erm", "icp", "irm"}
     assert set(metrics["protocol"]["colored_fashion_mnist"]) == {"erm", "fishr"}
+    assert metrics["pica"]["synthetic_cos_mean"]["pica"] > 0.99
     shown = dvc(repo, "metrics", "show", "--json").stdout
     assert "colored_fashion_mnist" in shown and "noncausal_error" in shown
     curves = repo / "results" / "curves" / "colored_mnist-irm.csv"

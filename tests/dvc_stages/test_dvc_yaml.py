@@ -97,6 +97,7 @@ def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
     from pipeline.params.evaluate import evaluation_settings
     from pipeline.params.make_envs import make_envs_settings
     from pipeline.params.search import spec_from_params
+    from pipeline.params.pica import pica_settings
     from pipeline.params.sem import sem_settings
     from pipeline.params.study import study_settings
     from pipeline.search.spec import resolve
@@ -106,6 +107,7 @@ def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
     settings = evaluation_settings(params["evaluate"])
     assert not set(settings.seeds) & set(range(params["search"]["seeds"]))
     sem_settings(params["sem_study"])
+    pica_settings(params["pica_study"])
     for method in study.methods:
         spec = spec_from_params(params["search"], spaces=params["search_spaces"],
                                 dataset="colored_fashion_mnist", method=method,
