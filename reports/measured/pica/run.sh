@@ -25,3 +25,14 @@ result = json.load(open("reports/measured/pica/pica.json"))
 open("reports/measured/pica/pica.md", "w").write(pica_markdown(result))
 projection_figure(result, "reports/measured/pica/fig11_pica_projection")
 PY
+# the agreement tolerance on the synthetic case: 200 seeded draws per rule (tolerance.log)
+.venv/bin/python - <<'PY' | tee $out/tolerance.log
+import numpy as np
+from pipeline.pica.study import synthetic_rows
+print("rule       tolerance  draws  mean|cos|  min|cos|  draws<0.99")
+for threshold in ("signed", "symmetric"):
+    for tol in (0.01, 0.02, 0.05, 0.1):
+        cos = [r["cosine"] for r in synthetic_rows(0, 200, tol, threshold) if r["method"] == "pica"]
+        print(f"{threshold:10s} {tol:9.2f} {len(cos):6d} {np.mean(cos):10.4f} {np.min(cos):9.4f} "
+              f"{sum(c < 0.99 for c in cos):11d}")
+PY
