@@ -122,13 +122,21 @@ def test_settings_are_checked_by_key():
         pica_settings({"dims": [1, 0]})
 
 
-def test_study_on_real_pixels_is_deterministic_and_reports_every_environment(tiny_envs):
-    settings = check_pica_arguments(**{**PICA_STUDY_DEFAULTS, "synthetic_reps": 2,
-                                       "dims": [1, 3], "figure_samples": 50})
-    first = run_pica_study({"colored_fashion_mnist": tiny_envs}, **settings)
-    second = run_pica_study({"colored_fashion_mnist": tiny_envs}, **settings)
-    assert first == second
-    image = first["images"]["colored_fashion_mnist"]
+SETTINGS = {**PICA_STUDY_DEFAULTS, "synthetic_reps": 2, "dims": [1, 3], "figure_samples": 50}
+
+
+@pytest.fixture(scope="module")
+def study(tiny_envs):
+    settings = check_pica_arguments(**SETTINGS)
+    return {"settings": settings,
+            **run_pica_study({"colored_fashion_mnist": tiny_envs}, **settings)}
+
+
+def test_study_on_real_pixels_is_deterministic_and_reports_every_environment(tiny_envs, study):
+    settings = check_pica_arguments(**SETTINGS)
+    again = run_pica_study({"colored_fashion_mnist": tiny_envs}, **settings)
+    assert {"settings": settings, **again} == study
+    image = study["images"]["colored_fashion_mnist"]
     assert [(r["projection"], r["dims"]) for r in image["rows"]] == [
         ("pixels", 392), ("pica", 1), ("pca", 1), ("pica", 3), ("pca", 3)]
     names = [e.name for e in tiny_envs.envs]
@@ -142,17 +150,13 @@ def test_study_on_real_pixels_is_deterministic_and_reports_every_environment(tin
                zip(image["figure"]["envs"].values(), tiny_envs.envs, strict=True))
 
 
-def test_report_table_and_figure(tiny_envs, tmp_path):
+def test_report_table_and_figure(study, tmp_path):
     from pipeline.report.pica import pica_latex, pica_markdown, projection_figure
 
-    settings = check_pica_arguments(**{**PICA_STUDY_DEFAULTS, "synthetic_reps": 2,
-                                       "dims": [1], "figure_samples": 50})
-    result = {"settings": settings, **run_pica_study({"colored_fashion_mnist": tiny_envs},
-                                                     **settings)}
-    md = pica_markdown(result)
+    md = pica_markdown(study)
     assert "PICA (configured rule) | 2 |" in md and "| colored_fashion_mnist" in md
     assert "No model selection" in md and "no test data" in md
-    tex = pica_latex(result)
+    tex = pica_latex(study)
     assert "colored\\_fashion\\_mnist" in tex and tex.count("\\begin{tabular}") == 2
-    png, pdf = projection_figure(result, tmp_path / "fig11")
+    png, pdf = projection_figure(study, tmp_path / "fig11")
     assert png.stat().st_size > 5000 and pdf.read_bytes()[:5] == b"%PDF-"
