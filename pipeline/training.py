@@ -271,9 +271,12 @@ class Trainer:
 
     def _predict(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """The method's prediction (K, N) in fp32: the model's logit unless the method
-        predicts otherwise (IRM-Game's ensemble of environment heads)."""
+        predicts otherwise (IRM-Game's ensemble of environment heads). The model runs under
+        the run's autocast (the caller's) and the method's prediction outside it, as in
+        training (:meth:`_forward_train`)."""
         logits, feats = self.model(x, shared=shared)
-        return self.method.predict(logits.float(), feats)
+        with torch.autocast(self.device.type, enabled=False):
+            return self.method.predict(logits.float(), feats)
 
     @torch.no_grad()
     def _evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:

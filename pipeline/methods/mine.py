@@ -55,7 +55,8 @@ class MINE(Method):
       ``MI_iterations`` = 16 and ``MINE_learning_rate`` = 8e-4) on z detached from the
       model; the penalty then holds T fixed.
 
-    Differences: T trains on the step's batch (the source feeds it test-set batches); the
+    Differences: under ``dv`` T's output bias stays at 0 (the bound does not depend on it);
+    T trains on the step's batch (the source feeds it test-set batches); the
     penalty weight is the schedule's (the source's ``MI_lambda``, constant, default 0); no
     spectral norm or JSD gradient regulariser (options of the source, off by default).
     """
@@ -86,7 +87,12 @@ class MINE(Method):
         self.norms = [(torch.nn.Parameter(torch.ones(k, HIDDEN, device=ctx.device)),
                        torch.nn.Parameter(torch.zeros(k, HIDDEN, device=ctx.device)))
                       for _ in range(2)]
-        self.optimizer = torch.optim.Adam(self.own_parameters(), lr=cfg.mine_lr)
+        trained = self.own_parameters()
+        if cfg.mine_estimator == "dv":  # T + c has the same DV bound: the output bias's
+            # gradient is rounding noise, which Adam's normalised steps would turn into a
+            # random walk (member k of a batched run would drift from seed k alone); fix it at 0
+            trained = [p for p in trained if p is not self.layers[-1][1]]
+        self.optimizer = torch.optim.Adam(trained, lr=cfg.mine_lr)
         self.generators = [torch.Generator().manual_seed(derive_seed(s, "mine"))
                            for s in ctx.seeds]
 
@@ -143,7 +149,8 @@ class MINE(Method):
                 loss = -self.bound(self.statistic(joint), self.statistic(marginal), kind)
                 loss.sum().backward()  # members are independent: the sum gives each its own
                 self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.own_parameters():  # (the DV bias is not in the optimizer)
+            p.grad = None
 
     def penalty(self, batch: StepBatch) -> torch.Tensor:
         z, onehot = self.inputs(batch)

@@ -22,8 +22,10 @@ class Perturbation(Method):
     logits; the perturbed input x~ is a constant:
 
     - ``perturb_kind = gaussian``: ``x~ = x + perturb_sigma * z``, z standard normal, drawn per
-      member from a CPU generator seeded ``derive_seed(seed, "perturbation")`` and moved to the
-      device (deterministic under a seed, independent across members), not clipped;
+      member from a generator on the run's device seeded ``derive_seed(seed, "perturbation")``
+      (deterministic under a seed and device, independent across members; the noise is the
+      size of the batch, so it is drawn where it is used, and CUDA draws other numbers than
+      the CPU), not clipped;
     - ``perturb_kind = fgsm``: ``x~ = clip(x + fgsm_epsilon * sign(grad_x BCE_k), 0, 1)``, the
       ``adversarial`` method's input (member k's from member k's loss).
 
@@ -44,8 +46,8 @@ class Perturbation(Method):
 
     def __init__(self, cfg, ctx=None):
         super().__init__(cfg, ctx)
-        self.generators = [torch.Generator().manual_seed(derive_seed(s, "perturbation"))
-                           for s in self.ctx.seeds]
+        self.generators = [torch.Generator(device=self.ctx.device).manual_seed(
+            derive_seed(s, "perturbation")) for s in self.ctx.seeds]
 
     def noisy_inputs(self, batch: StepBatch) -> list[torch.Tensor]:
         """Each environment's ``x + sigma * z``, (K, N_e, *input), each member its own z."""
@@ -55,8 +57,8 @@ class Perturbation(Method):
         sizes = [lg.shape[-1] for lg in batch.logits]
         x = torch.cat(batch.inputs, dim=0 if batch.shared_inputs else 1).detach()
         per_member = x.shape if batch.shared_inputs else x.shape[1:]
-        z = torch.stack([torch.randn(per_member, generator=g) for g in self.generators])
-        z = z.to(device=x.device, dtype=x.dtype)
+        z = torch.stack([torch.randn(per_member, generator=g, device=g.device)
+                         for g in self.generators]).to(device=x.device, dtype=x.dtype)
         if batch.shared_inputs:
             x = x.unsqueeze(0)
         return list((x + self.cfg.perturb_sigma * z).split(sizes, dim=1))

@@ -56,6 +56,7 @@ class RVP(Method):
         risks = batch.risks
         var = (risks - risks.mean(1, keepdim=True)).pow(2).mean(1)
         # sqrt has an infinite derivative at 0: take its subgradient 0 there instead of NaN
-        positive = var > 0
-        return torch.where(positive, var.where(positive, torch.ones_like(var)).sqrt(),
-                           torch.zeros_like(var))
+        # (a NaN risk stays NaN: a diverged member's penalty is not a number)
+        zero = var == 0
+        return torch.where(zero, torch.zeros_like(var),
+                           var.where(~zero, torch.ones_like(var)).sqrt())

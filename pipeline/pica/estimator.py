@@ -76,15 +76,17 @@ def pica(envs: list[np.ndarray], dims: int = 1, tolerance: float = 0.01,
         raise ConfigError(f"tolerance = {tolerance!r} must be in [0, 1)")
     covs = [covariance(np.asarray(x, dtype=np.float64)) for x in envs]
     mean_cov = sum(covs) / len(covs)
+    # covariances equal up to rounding disagree nowhere: an absolute floor at float64's
+    # resolution of the covariances' scale keeps every direction then
+    floor = 1e-12 * max(float(np.abs(mean_cov).max()), 1e-300)
     if threshold == "signed":
         lam, vecs = np.linalg.eigh(covs[0] - covs[1])
-        keep = lam <= tolerance * lam.max()
-        disagreement = lam
+        keep = lam <= max(tolerance * lam.max(), floor)
     else:
         dev = [c - mean_cov for c in covs]
         lam, vecs = np.linalg.eigh(sum(d @ d for d in dev))
-        keep = lam <= tolerance ** 2 * lam.max()
-        disagreement = lam
+        keep = lam <= max(tolerance ** 2 * lam.max(), floor ** 2)
+    disagreement = lam
     basis = vecs[:, keep]
     if basis.shape[1] < dims:
         raise ConfigError(f"pica: only {basis.shape[1]} directions agree across the "

@@ -8,7 +8,8 @@ import torch
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-4, iterations: int = 200):
-    """(weights, bias, mean, std) of ``min mean BCE(x w + b, y) + l2 |w|^2`` on standardised x."""
+    """(weights, bias, mean, std, gradient norm at the end) of ``min mean BCE(x w + b, y) +
+    l2 |w|^2`` on standardised x."""
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.0)
     xs = torch.from_numpy((x - mean) / std)
@@ -26,9 +27,11 @@ def fit_probe(x: np.ndarray, y: np.ndarray, l2: float = 1e-4, iterations: int = 
         return loss
 
     opt.step(closure)
-    return w.detach().numpy(), float(b.detach()), mean, std
+    closure()  # the gradient at the solution: recorded, so an unconverged fit shows
+    grad_norm = float(torch.cat([w.grad, b.grad.reshape(1)]).norm())
+    return w.detach().numpy(), float(b.detach()), mean, std, grad_norm
 
 
 def probe_accuracy(probe, x: np.ndarray, y: np.ndarray) -> float:
-    w, b, mean, std = probe
+    w, b, mean, std, _ = probe
     return float((((x - mean) / std @ w + b > 0) == (y > 0.5)).mean())

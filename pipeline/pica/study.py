@@ -29,9 +29,11 @@ from pipeline.terminal import pm
 # the largest (b_lamd/100). On its own synthetic case the sampling noise of the two covariances
 # (1,000 samples each) exceeds that in about 7% of draws (14 of 200 here), and PICA then misses
 # the invariant direction; 5% never did (200 of 200 with cosine > 0.999). The study's default is
-# 5%, and every synthetic table shows the source's exact rule (signed, 1%) beside it.
+# 5%, and every synthetic table shows the source's exact rule (signed, 1%) beside it. The
+# tolerance was chosen on seed 0's draws (reports/measured/pica/tolerance.log); the study's
+# default seed, 1, draws others.
 SOURCE_TOLERANCE = 0.01
-PICA_STUDY_DEFAULTS = {"datasets": ["colored_fashion_mnist"], "seed": 0, "synthetic_reps": 50,
+PICA_STUDY_DEFAULTS = {"datasets": ["colored_fashion_mnist"], "seed": 1, "synthetic_reps": 50,
                        "dims": [1, 2, 5, 10], "tolerance": 0.05, "threshold": "symmetric",
                        "probe_l2": 1.0e-4, "figure_samples": 1000}
 
@@ -118,6 +120,7 @@ def image_rows(envset: EnvSet, dims: list[int], tolerance: float, threshold: str
             return x if comps is None else x @ comps
         probe = fit_probe(project(x_train), y_train, l2)
         rows.append({"projection": name, "dims": d if d is not None else x_train.shape[1],
+                     "probe_grad_norm": probe[-1],
                      "acc": {env: probe_accuracy(probe, project(x), y)
                              for env, _, x, y in envs}})
     rng = np.random.default_rng(seed)

@@ -223,12 +223,6 @@ def write_report(inputs: Inputs, study: Study, params: dict, paper: dict | None,
         write_atomic(tables / "pica.tex", pica_report.pica_latex(inputs.pica))
         sections += ["## Unsupervised IRM: PICA", "", pica_md,
                      "LaTeX: [`tables/pica.tex`](tables/pica.tex)", ""]
-    if inputs.pica is not None:
-        pica_md = pica_report.pica_markdown(inputs.pica)
-        write_atomic(tables / "pica.md", pica_md)
-        write_atomic(tables / "pica.tex", pica_report.pica_latex(inputs.pica))
-        sections += ["## Unsupervised IRM: PICA", "", pica_md,
-                     "LaTeX: [`tables/pica.tex`](tables/pica.tex)", ""]
     if inputs.schedule_searches:
         rows = schedule_rows(inputs.schedule_searches, inputs.schedule_evaluations)
         schedule_md = schedule_markdown(rows, inputs.schedule_fixed)

@@ -41,7 +41,9 @@ def _caption(result: dict) -> str:
     data = ", ".join(f"{_data_label(img, name)} from {img.get('source')}"
                      for name, img in result["images"].items())
     return (f"PICA (Yotamnor/UIRM PICA/PICA.py): tolerance {s['tolerance']:g}, threshold "
-            f"{s['threshold']}; synthetic: the source's case, {s['synthetic_reps']} seeded draws "
+            f"{s['threshold']} (the tolerance chosen on other draws of the synthetic case; the "
+            "source's is 0.01); synthetic: the source's case, "
+            f"{s['synthetic_reps']} seeded draws "
             f"(seed {s['seed']}), |cos| with the invariant direction [1, 1, 2]/sqrt(6). Pixels: "
             f"{data or 'none'}; PICA and PCA fitted on the training environments without labels, "
             "a logistic-regression probe (L2 "

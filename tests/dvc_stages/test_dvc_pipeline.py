@@ -119,6 +119,8 @@ def test_tables_parse_and_cover_the_study(repo):
     assert [(r[1], r[2]) for r in probes] == [("pixels", "392"), ("pica", "1"), ("pca", "1"),
                                               ("pica", "2"), ("pca", "2")]
     assert "REDUCED" in probes[0][0] and "No model selection" in pica_text
+    report = (repo / "reports" / "report.md").read_text()
+    assert report.count("## Unsupervised IRM: PICA") == 1
 
 
 def test_metrics_and_plots_are_what_dvc_shows(repo):

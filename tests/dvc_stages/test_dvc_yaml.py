@@ -96,8 +96,8 @@ def test_paper_profile_has_the_same_keys_and_the_full_protocol():
 def test_every_stage_accepts_the_profile(params, tmp_path, tiny_envs_dir):
     from pipeline.params.evaluate import evaluation_settings
     from pipeline.params.make_envs import make_envs_settings
-    from pipeline.params.search import spec_from_params
     from pipeline.params.pica import pica_settings
+    from pipeline.params.search import spec_from_params
     from pipeline.params.sem import sem_settings
     from pipeline.params.study import study_settings
     from pipeline.search.spec import resolve

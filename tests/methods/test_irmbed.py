@@ -54,6 +54,13 @@ def test_rvp_gradient_is_finite_at_zero_spread():
     torch.testing.assert_close(risks.grad[1], torch.tensor([-0.5, 0.5], dtype=torch.float64))
 
 
+def test_rvp_of_a_diverged_member_is_not_a_number():
+    batch = make_batch(k=2)
+    batch.risks = torch.tensor([[float("nan"), 0.5], [0.4, 0.6]], dtype=torch.float64)
+    penalty = RVP(make_config(None, method="rvp")).penalty(batch)
+    assert math.isnan(penalty[0].item()) and penalty[1].item() == pytest.approx(0.1)
+
+
 # -- InvRat
 
 def _invrat(sizes=(40, 50), steps=1):
@@ -95,7 +102,8 @@ def test_invrat_heads_descend_their_loss_and_the_penalty_reaches_only_the_featur
     for f, y in zip(batch.features, batch.labels, strict=True):
         f[:, :, 0] = 4 * y - 2  # a feature that gives the label away to a head that learns
     batch.features = [f.requires_grad_(True) for f in batch.features]
-    batch.logits = [lg * 0.01 for lg in batch.logits]  # an uninformed agnostic head: penalty > 0
+    # an uninformed agnostic head: penalty > 0
+    batch.logits = [(lg * 0.01).requires_grad_(True) for lg in batch.logits]
     method = _invrat(steps=20)
     losses = []
     for _ in range(3):
@@ -107,6 +115,7 @@ def test_invrat_heads_descend_their_loss_and_the_penalty_reaches_only_the_featur
     penalty.sum().backward()
     assert method.weight.grad is None and method.bias.grad is None
     assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in batch.features)
+    assert all(lg.grad is not None and lg.grad.abs().sum() > 0 for lg in batch.logits)
 
 
 # -- IRM-Game
@@ -127,29 +136,61 @@ def test_irmgame_predicts_by_the_mean_of_its_heads_logits():
             assert pred[k, i].item() == pytest.approx(sum(logits) / 3, rel=1e-12)
 
 
+def _game_reference(method, batch, rounds: int, in_turn: bool):
+    """Each head its own torch Adam; head e steps on env e's BCE of the ensemble, the others
+    fixed: in turn (head 1 sees head 0's new weights) or all from the same heads."""
+    heads = [(w.detach().clone().requires_grad_(True), b.detach().clone().requires_grad_(True))
+             for w, b in zip(method.weights, method.biases, strict=True)]
+    opts = [torch.optim.Adam(list(h), lr=0.05) for h in heads]
+
+    def loss(e, current):
+        feats, labels = batch.features[e], batch.labels[e]
+        ens = sum(torch.einsum("knf,kf->kn", feats, w if j == e else w.detach())
+                  + (b if j == e else b.detach())[:, None]
+                  for j, (w, b) in enumerate(current)) / len(current)
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            ens, labels.expand_as(ens), reduction="none").mean(-1).sum()
+
+    for _ in range(rounds):
+        frozen = [(w.detach().clone(), b.detach().clone()) for w, b in heads]
+        for e in range(len(heads)):
+            opts[e].zero_grad()
+            current = heads if in_turn else [
+                h if j == e else frozen[j] for j, h in enumerate(heads)]
+            loss(e, current).backward()
+            opts[e].step()
+    return [(w.detach(), b.detach()) for w, b in heads]
+
+
 def test_irmgame_best_responses_move_each_head_on_its_own_environment_in_turn():
     batch = make_batch(n_features=F)
     method = _game()
-    start = [(w.detach().clone(), b.detach().clone())
-             for w, b in zip(method.weights, method.biases, strict=True)]
-    # the expected: head 0 steps on env 0 with head 1 fixed, then head 1 on env 1 with the new
-    # head 0; one Adam step of lr moves every element by lr * sign(grad) (first step, m/sqrt(v))
-    expected = [list(pair) for pair in start]
-    for e in range(2):
-        w = expected[e][0].clone().requires_grad_(True)
-        b = expected[e][1].clone().requires_grad_(True)
-        heads = [(w, b) if j == e else (expected[j][0], expected[j][1]) for j in range(2)]
-        feats, labels = batch.features[e], batch.labels[e]
-        ens = sum(torch.einsum("knf,kf->kn", feats, hw) + hb[:, None] for hw, hb in heads) / 2
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            ens, labels.expand_as(ens), reduction="none").mean(-1).sum()
-        gw, gb = torch.autograd.grad(loss, [w, b])
-        expected[e] = [(w - 0.05 * gw.sign()).detach(), (b - 0.05 * gb.sign()).detach()]
-    method.best_responses(batch)
-    for (w, b), (ew, eb) in zip(zip(method.weights, method.biases, strict=True), expected,
-                                strict=True):
-        torch.testing.assert_close(w.detach(), ew, rtol=0, atol=1e-6)
-        torch.testing.assert_close(b.detach(), eb, rtol=0, atol=1e-6)
+    in_turn = _game_reference(method, batch, 3, in_turn=True)
+    together = _game_reference(method, batch, 3, in_turn=False)
+    for _ in range(3):
+        method.best_responses(batch)
+    got = list(zip(method.weights, method.biases, strict=True))
+    for (w, b), (ew, eb) in zip(got, in_turn, strict=True):
+        torch.testing.assert_close(w.detach(), ew, rtol=0, atol=1e-12)
+        torch.testing.assert_close(b.detach(), eb, rtol=0, atol=1e-12)
+    # the order matters: heads updated from the same start end elsewhere
+    assert not torch.allclose(got[1][0].detach(), together[1][0], rtol=0, atol=1e-9)
+
+
+def test_irmgame_trains_on_the_ensembles_prediction(tiny_envs):
+    from pipeline.training import Trainer
+
+    cfg = make_config(None, method="irmgame", hidden_dim=16, steps=4, eval_every=2)
+    trainer = Trainer(cfg, [0, 1], envset=tiny_envs)
+    batch = trainer._forward_train(0)
+    for logits, feats, labels, e in zip(batch.logits, batch.features, batch.labels, range(2),
+                                        strict=True):
+        with torch.no_grad():
+            torch.testing.assert_close(logits, trainer.method.heads(feats.float()))
+            torch.testing.assert_close(batch.risks[:, e],
+                                       torch.nn.functional.binary_cross_entropy_with_logits(
+                                           logits, labels.expand_as(logits),
+                                           reduction="none").mean(-1))
 
 
 def test_irmgame_evaluates_with_the_ensemble(tiny_envs):

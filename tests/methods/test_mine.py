@@ -93,6 +93,33 @@ def test_penalty_reaches_the_model_and_not_the_statistic_network():
         assert bool(torch.isfinite(penalty).all())
 
 
+@pytest.mark.parametrize("estimator", ["dv", "jsd"])
+def test_penalty_is_the_relu_of_the_bound_with_the_fitted_statistic(estimator, monkeypatch):
+    method = _mine(estimator, steps=30)
+    batch = _dependent_batch()
+    z, onehot = method.inputs(batch)
+    for _ in range(3):
+        method.fit_statistic(z, onehot)
+    monkeypatch.setattr(method, "fit_statistic", lambda *_: None)  # T as it is now
+    states = [g.get_state() for g in method.generators]
+    penalty = method.penalty(batch)
+    for g, state in zip(method.generators, states, strict=True):
+        g.set_state(state)
+    joint, marginal = method.pairs(z, onehot)
+    with torch.no_grad():
+        tj, tm = method.statistic(joint), method.statistic(marginal)
+    for k in range(K):
+        a, b = tj[k].tolist(), tm[k].tolist()
+        if estimator == "dv":
+            bound = sum(a) / len(a) - math.log(sum(math.exp(t) for t in b) / len(b))
+        else:
+            bound = (sum(math.log(1 / (1 + math.exp(-t))) for t in a) / len(a)
+                     + sum(math.log(1 - 1 / (1 + math.exp(-t))) for t in b) / len(b)
+                     + math.log(4))
+        assert bound > 0.1  # the dependent batch: a positive estimate, not clipped
+        assert penalty[k].item() == pytest.approx(max(bound, 0.0), rel=1e-4)
+
+
 def test_kl_penalty_is_the_mean_statistic_on_joint_pairs():
     method = _mine("kl", steps=2)
     batch = _dependent_batch()
@@ -103,6 +130,28 @@ def test_kl_penalty_is_the_mean_statistic_on_joint_pairs():
     joint = torch.cat([z, onehot.expand(K, -1, -1)], -1)
     with torch.no_grad():
         torch.testing.assert_close(penalty, method.statistic(joint).mean(-1))
+
+
+@pytest.mark.parametrize("estimator", ["dv", "jsd"])
+def test_batched_members_statistic_equals_its_seed_alone_up_to_a_constant(tiny_envs,
+                                                                           estimator):
+    """The contract's member check for T: under DV, T is determined up to an additive
+    constant (the bound does not see it), so T's outputs are compared centred."""
+    from pipeline.training import Trainer
+
+    cfg = make_config(None, method="mine", hidden_dim=16, steps=6, anneal_iters=3,
+                      penalty_weight=10.0, eval_every=4, lr=1e-3, mine_estimator=estimator)
+    batched, alone = Trainer(cfg, [3, 5, 7], envset=tiny_envs), Trainer(cfg, [5], envset=tiny_envs)
+    batched.run()
+    alone.run()
+    with torch.no_grad():  # the pairs of seed 5's data (T's constant is one on the data)
+        z, onehot = alone.method.inputs(alone._forward_train(cfg.steps))
+    pairs = torch.cat([z, onehot[None]], -1)
+    with torch.no_grad():
+        t_batched = batched.method.statistic(pairs.expand(3, -1, -1))[1]
+        t_alone = alone.method.statistic(pairs)[0]
+    torch.testing.assert_close(t_batched - t_batched.mean(), t_alone - t_alone.mean(),
+                               rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"mine_estimator": "kl", "mine_on": "features"}])
