@@ -140,7 +140,8 @@ def test_batched_members_statistic_equals_its_seed_alone_up_to_a_constant(tiny_e
     from pipeline.training import Trainer
 
     cfg = make_config(None, method="mine", hidden_dim=16, steps=6, anneal_iters=3,
-                      penalty_weight=10.0, eval_every=4, lr=1e-3, mine_estimator=estimator)
+                      penalty_weight=10.0, eval_every=4, lr=1e-3, mine_estimator=estimator,
+                      mine_steps=4)
     batched, alone = Trainer(cfg, [3, 5, 7], envset=tiny_envs), Trainer(cfg, [5], envset=tiny_envs)
     batched.run()
     alone.run()
