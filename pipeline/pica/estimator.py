@@ -61,6 +61,12 @@ def covariance(x: np.ndarray) -> np.ndarray:
     return centred.T @ centred / (x.shape[0] - 1)
 
 
+def fixed_signs(components: np.ndarray) -> np.ndarray:
+    """Each column with its largest entry positive: eigenvectors are defined up to sign."""
+    signs = np.sign(components[np.abs(components).argmax(0), np.arange(components.shape[1])])
+    return components * np.where(signs == 0, 1.0, signs)
+
+
 def pica(envs: list[np.ndarray], dims: int = 1, tolerance: float = 0.01,
          threshold: str = "symmetric") -> PICAFit:
     """PICA's ``dims`` principal invariant directions of the environments ``envs`` (each
@@ -93,11 +99,8 @@ def pica(envs: list[np.ndarray], dims: int = 1, tolerance: float = 0.01,
                           f"environments at tolerance {tolerance}; asked for dims = {dims}")
     shared, rot = np.linalg.eigh(basis.T @ mean_cov @ basis)
     order = np.argsort(shared)[::-1][:dims]
-    components = basis @ rot[:, order]
-    # a fixed sign per direction (eigenvectors are defined up to sign): largest entry positive
-    signs = np.sign(components[np.abs(components).argmax(0), np.arange(dims)])
-    return PICAFit(components * np.where(signs == 0, 1.0, signs), int(keep.sum()),
-                   shared[order], disagreement)
+    return PICAFit(fixed_signs(basis @ rot[:, order]), int(keep.sum()), shared[order],
+                   disagreement)
 
 
 def pca(envs: list[np.ndarray], dims: int = 1) -> np.ndarray:
@@ -105,6 +108,4 @@ def pca(envs: list[np.ndarray], dims: int = 1) -> np.ndarray:
     (PCA that ignores the environments' disagreement), (D, dims)."""
     mean_cov = sum(covariance(np.asarray(x, dtype=np.float64)) for x in envs) / len(envs)
     var, vecs = np.linalg.eigh(mean_cov)
-    components = vecs[:, np.argsort(var)[::-1][:dims]]
-    signs = np.sign(components[np.abs(components).argmax(0), np.arange(dims)])
-    return components * np.where(signs == 0, 1.0, signs)
+    return fixed_signs(vecs[:, np.argsort(var)[::-1][:dims]])
